@@ -1,0 +1,217 @@
+"""Store format v1: the names, dimensions, dtypes and chunking of every array.
+
+This module is the contract between the engine (which writes stores) and the analysis (which
+reads them); ../DESIGN.md §3 is its prose form. A store is a zarr v3 group:
+
+============================== =============================== ========= ==========================
+array                          dims                            dtype     meaning
+============================== =============================== ========= ==========================
+``position``                   (point,)                        f64       step sizes s along û
+``step`` / ``epoch``           (line,)                         i64 / i32 training step / epoch
+``lr``                         (line,)                         f32       learning rate λ at the step
+``direction_norm``             (line,)                         f32       ‖u‖/λ (= ‖g‖ for plain SGD)
+``update_step``                (line,)                         f32       ‖u‖, the s the optimizer took
+``loss_{train,val,batch}``     (line, point)                   f32       mean loss (nats), f64 sums
+``acc_{train,val}``            (line, point)                   f32       accuracy in [0, 1]
+``loss_at_update_{split}``     (line,)                         f32       mean loss at s = update_step
+``slope0_{split}``             (line,)                         f32       exact dL/ds at s = 0 (jvp)
+``sample_loss_train``          (line, point, sample_train)     f16/f32   per-sample losses
+``sample_loss_val``            (line, point, sample_val)       f16/f32   per-sample losses
+``sample_loss_batch``          (line, point, batch_slot)       f16/f32   per-sample losses
+``batch_ids``                  (line, batch_slot)              i64       dataset ids of the batch
+``sample_ids_train``           (sample_train,)                 i64       stable ids, measured set
+``sample_ids_val``             (sample_val,)                   i64       stable ids, held-out set
+============================== =============================== ========= ==========================
+
+The sample dimension carries the split in its name (``sample_train``, ``sample_val``,
+``batch_slot``) so that xarray, which needs one size per dimension name, can open every array
+of a store in one Dataset. NaN marks a point that was not measured (unused enlargement rings).
+
+The "all directions" mode writes the same per-line arrays under the sub-group ``directions/``
+with a ``direction`` dimension after ``line`` (``loss_train`` is ``(line, direction, point)``,
+``sample_loss_train`` is ``(line, direction, point, sample_train)``); ``position`` and the
+sample ids live at the root only.
+
+Group attributes: ``losslines_format`` (= 1), ``status`` (``running``/``complete``/``failed``),
+``committed_lines`` (lines ``[0, committed_lines)`` are complete; nothing past it exists),
+``config`` (the resolved run config), ``semantics`` (measurement settings), ``grid``,
+``versions`` and ``created``. The ``directions/`` group has its own ``committed_lines``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Mapping
+
+import numpy as np
+
+FORMAT_VERSION = 1
+FORMAT_ATTR = "losslines_format"
+COMMITTED_ATTR = "committed_lines"
+STATUS_ATTR = "status"
+STATUSES = ("running", "complete", "failed")
+DIRECTIONS_GROUP = "directions"
+
+SPLITS = ("train", "val", "batch")
+ACCURACY_SPLITS = ("train", "val")
+SAMPLE_DIM = {"train": "sample_train", "val": "sample_val", "batch": "batch_slot"}
+
+SampleDtype = Literal["float16", "float32"]
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """One array of the format.
+
+    Attributes:
+        name: array name inside the group.
+        dims: dimension names, outermost first; ``"line"`` (if present) is the growing one.
+        dtype: numpy dtype of the stored values.
+        fill_value: value of never-written entries (NaN for floats: "not measured").
+        doc: meaning and unit, stored as the array's ``description`` attribute.
+    """
+
+    name: str
+    dims: tuple[str, ...]
+    dtype: np.dtype
+    fill_value: float | int
+    doc: str
+
+    @property
+    def per_line(self) -> bool:
+        return bool(self.dims) and self.dims[0] == "line"
+
+
+@dataclass(frozen=True)
+class StoreLayout:
+    """Sizes that fix every array's shape, except the number of lines.
+
+    Attributes:
+        n_points: number of grid positions K (the widest grid, enlargement rings included).
+        n_train: number of measured training samples N (0: no training measurement).
+        n_val: number of held-out samples (0: no held-out split).
+        batch_size: number of slots B of the direction batch (0: the batch is not measured).
+        sample_losses: splits whose per-sample losses are stored, a subset of ``SPLITS``.
+        sample_dtype: dtype of the per-sample losses.
+        n_directions: lines per position in the ``directions/`` group (0: no such group).
+        line_chunk: lines per chunk of the small per-line arrays.
+        sample_block: samples per chunk of the per-sample arrays (chunks ``(1, K, block)``).
+    """
+
+    n_points: int
+    n_train: int
+    n_val: int = 0
+    batch_size: int = 0
+    sample_losses: tuple[str, ...] = ()
+    sample_dtype: SampleDtype = "float16"
+    n_directions: int = 0
+    line_chunk: int = 64
+    sample_block: int = 4096
+
+    def __post_init__(self) -> None:
+        if self.n_points < 1:
+            raise ValueError(f"StoreLayout.n_points must be >= 1, got {self.n_points}")
+        for name in ("n_train", "n_val", "batch_size", "n_directions"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"StoreLayout.{name} must be >= 0, got {getattr(self, name)}")
+        if self.line_chunk < 1 or self.sample_block < 1:
+            raise ValueError("StoreLayout.line_chunk and sample_block must be >= 1")
+        unknown = set(self.sample_losses) - set(SPLITS)
+        if unknown:
+            raise ValueError(f"unknown sample_losses split(s) {sorted(unknown)}; valid: {SPLITS}")
+        if self.sample_dtype not in ("float16", "float32"):
+            raise ValueError(f"sample_dtype must be 'float16' or 'float32', got {self.sample_dtype!r}")
+        for split in self.sample_losses:
+            if self.split_size(split) == 0:
+                raise ValueError(f"sample_losses includes {split!r} but that split has no samples")
+
+    def split_size(self, split: str) -> int:
+        """Number of samples of ``split`` ("train", "val" or "batch")."""
+        return {"train": self.n_train, "val": self.n_val, "batch": self.batch_size}[split]
+
+    @property
+    def measured_splits(self) -> tuple[str, ...]:
+        """Splits with at least one sample, in ``SPLITS`` order."""
+        return tuple(s for s in SPLITS if self.split_size(s) > 0)
+
+    def dim_sizes(self) -> dict[str, int]:
+        """Sizes of all fixed dimensions (every dimension but ``line``)."""
+        sizes = {"point": self.n_points, "direction": self.n_directions}
+        sizes.update({SAMPLE_DIM[s]: self.split_size(s) for s in SPLITS})
+        return sizes
+
+    def chunks(self, spec: ArraySpec) -> tuple[int, ...]:
+        """Chunk shape of ``spec``: whole lines of per-sample arrays, blocks of samples."""
+        sizes = self.dim_sizes()
+        if spec.name.startswith("sample_loss_"):
+            lead = tuple(1 for d in spec.dims if d in ("line", "direction"))
+            return lead + (self.n_points, max(1, min(self.sample_block, sizes[spec.dims[-1]])))
+        out = []
+        for d in spec.dims:
+            if d == "line":
+                out.append(self.line_chunk)
+            else:
+                out.append(max(1, sizes[d]))
+        return tuple(out)
+
+
+def _f32(name: str, dims: tuple[str, ...], doc: str) -> ArraySpec:
+    return ArraySpec(name, dims, np.dtype("float32"), float("nan"), doc)
+
+
+def line_specs(layout: StoreLayout, *, directions: bool = False) -> list[ArraySpec]:
+    """Specs of the per-line arrays of a layout (root group, or ``directions/`` when asked).
+
+    Arrays of splits without samples are left out (a run without a held-out split has no
+    ``loss_val``); per-sample arrays exist only for ``layout.sample_losses``.
+    """
+    lead: tuple[str, ...] = ("line", "direction") if directions else ("line",)
+    splits = layout.measured_splits
+    specs = [
+        ArraySpec("step", ("line",), np.dtype("int64"), -1, "training step of the line"),
+        ArraySpec("epoch", ("line",), np.dtype("int32"), -1, "training epoch of the line"),
+        _f32("lr", ("line",), "learning rate λ at the step"),
+        _f32("direction_norm", lead, "‖u‖/λ: the gradient (or momentum buffer) norm"),
+        _f32("update_step", lead, "‖u‖: distance along û that the optimizer moved"),
+    ]
+    for split in splits:
+        specs.append(_f32(f"loss_{split}", lead + ("point",), f"mean {split} loss in nats"))
+    for split in ACCURACY_SPLITS:
+        if split in splits:
+            specs.append(_f32(f"acc_{split}", lead + ("point",), f"{split} accuracy in [0, 1]"))
+    for split in splits:
+        specs.append(_f32(f"loss_at_update_{split}", lead, f"mean {split} loss at s = update_step"))
+    for split in splits:
+        specs.append(_f32(f"slope0_{split}", lead, f"exact d(loss_{split})/ds at s = 0, nats per unit s"))
+    dtype = np.dtype(layout.sample_dtype)
+    for split in layout.sample_losses:
+        specs.append(
+            ArraySpec(
+                f"sample_loss_{split}",
+                lead + ("point", SAMPLE_DIM[split]),
+                dtype,
+                float("nan"),
+                f"per-sample {split} loss in nats",
+            )
+        )
+    if layout.batch_size > 0:
+        specs.append(
+            ArraySpec("batch_ids", lead + ("batch_slot",), np.dtype("int64"), -1,
+                      "dataset ids of the direction-defining batch")
+        )
+    return specs
+
+
+def static_specs(layout: StoreLayout) -> list[ArraySpec]:
+    """Specs of the arrays written once at creation: the grid and the sample ids."""
+    specs = [ArraySpec("position", ("point",), np.dtype("float64"), float("nan"),
+                       "step size s: distance along the unit update direction")]
+    for split in ("train", "val"):
+        if layout.split_size(split) > 0:
+            specs.append(ArraySpec(f"sample_ids_{split}", (SAMPLE_DIM[split],), np.dtype("int64"), -1,
+                                   f"stable dataset ids of the measured {split} samples"))
+    return specs
+
+
+def spec_by_name(specs: list[ArraySpec]) -> Mapping[str, ArraySpec]:
+    return {s.name: s for s in specs}
