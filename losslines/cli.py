@@ -1,0 +1,127 @@
+"""The ``losslines`` command: a thin layer over the library.
+
+``losslines run CONFIG``           train, measure lines on the schedule, stream them to a store
+``losslines info STORE``           a human summary of a store
+``losslines analyze STORE``        the paper's metrics and figures: report.md, metrics.json, PNG/PDF
+``losslines import-pickles DIR``   convert the original research code's pickles to a v1 store
+
+Every user error (bad config, missing file, store that is not a losslines store) is one line on
+stderr and exit code 2; an interrupted run exits 130 after saving a checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from losslines.config import load_config
+
+    overrides = list(args.set or [])
+    if args.out is not None:
+        overrides.append(f"store.path={_toml_string(args.out)}")
+    if args.data_root is not None:
+        overrides.append(f"data.root={_toml_string(args.data_root)}")
+    if args.device is not None:
+        overrides.append(f"device={_toml_string(args.device)}")
+    cfg = load_config(args.config, overrides)
+    from losslines.engine.driver import run  # after validation: a config error costs no torch import
+
+    result = run(cfg, resume=args.resume, progress=not args.quiet)
+    print(
+        f"{result.status}: {result.lines} lines over {result.steps} steps in {result.wall_s:.1f} s "
+        f"-> {result.store_path}"
+    )
+    return 0 if result.status == "complete" else EXIT_INTERRUPTED
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from losslines.store.info import describe
+
+    print(describe(args.store))
+    return 0
+
+
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    from losslines.analysis.cli import run_analyze
+
+    return run_analyze(args)
+
+
+def _cmd_import_pickles(args: argparse.Namespace) -> int:
+    from losslines.analysis.cli import run_import_pickles
+
+    return run_import_pickles(args)
+
+
+def _toml_string(text: str) -> str:
+    return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from losslines import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="losslines",
+        description="Measure the loss along every optimizer update direction, store it, analyse it.",
+    )
+    parser.add_argument("--version", action="version", version=f"losslines {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="train and measure lines into a zarr store")
+    p.add_argument("config", type=Path, help="TOML config (see configs/)")
+    p.add_argument("--out", help="store path (overrides store.path)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set train.lr=0.05 (repeatable)")
+    p.add_argument("--resume", action="store_true", help="continue a stopped run from its last checkpoint")
+    p.add_argument("--data-root", help="dataset cache directory (default $LOSSLINES_DATA or ~/.cache/losslines)")
+    p.add_argument("--device", choices=["cpu", "cuda", "auto"], help="overrides the config's device")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("info", help="summarise a store")
+    p.add_argument("store", type=Path)
+    p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser("analyze", help="write report.md, metrics.json and figures for a store")
+    try:
+        from losslines.analysis.cli import add_analyze_arguments
+    except ImportError:  # analysis not built yet in this checkout
+        add_analyze_arguments = None
+    if add_analyze_arguments is not None:
+        add_analyze_arguments(p)
+    p.set_defaults(func=_cmd_analyze)
+
+    p = sub.add_parser("import-pickles", help="convert the original code's line_data_*.pickle files")
+    try:
+        from losslines.analysis.cli import add_import_arguments
+    except ImportError:
+        add_import_arguments = None
+    if add_import_arguments is not None:
+        add_import_arguments(p)
+    p.set_defaults(func=_cmd_import_pickles)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("losslines: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError) as err:
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        print(f"losslines: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,391 @@
+"""Run configuration: TOML in, typed frozen dataclasses out, every mistake named by its key.
+
+A config is a TOML file with the tables ``[data]``, ``[model]``, ``[train]``, ``[measure]`` and
+``[store]`` plus a few top-level keys (``name``, ``seed``, ``device``, ``threads``). Parsing is
+strict, unlike the original research code that silently ignored misspelt keys:
+
+* an unknown key is an error that names it and suggests the closest valid key;
+* a value of the wrong type is an error that names the key, the expected and the given type;
+* an impossible value (a negative learning rate, a fraction above 1, an unknown mode) is an
+  error that names the key and the valid range or choices.
+
+All errors are :class:`ConfigError` (a ``ValueError``) with a one-line message; the CLI turns
+them into exit code 2. ``--set key=value`` overrides use dotted keys (``train.lr=0.05``) and
+TOML literals for values (bare words are taken as strings: ``data.name=mnist``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping, Sequence
+
+__all__ = [
+    "ConfigError",
+    "DataConfig",
+    "ModelConfig",
+    "TrainConfig",
+    "MeasureConfig",
+    "StoreConfig",
+    "RunConfig",
+    "load_config",
+    "parse_config",
+    "apply_overrides",
+    "config_to_dict",
+]
+
+
+class ConfigError(ValueError):
+    """A config value is unknown, mistyped or impossible; the message names the key."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """What to train on and what to measure on.
+
+    Attributes:
+        name: dataset registry name (``digits``, ``synthetic``, ``cifar10``, ...).
+        root: cache directory for downloaded datasets ("" = ``$LOSSLINES_DATA`` or
+            ``~/.cache/losslines``).
+        fraction: share of the official training split used for training and measurement,
+            seeded; 0.08 of CIFAR-10 = 4,000 images.
+        n_val: held-out samples drawn (seeded) from the official test split; 0 = no held-out line.
+        seed: seed of the subset selection.
+        normalize: ``train`` (training-subset statistics for every split), ``per_split`` or ``none``.
+        augment: training augmentation (``none`` or ``crop_flip``); measurement data never is.
+        download: fetch a missing dataset into ``root`` (offline: a clear error instead).
+        options: dataset-specific options (``upsample`` for digits; ``shape``, ``num_classes``,
+            ``n_samples`` for synthetic).
+    """
+
+    name: str = "digits"
+    root: str = ""
+    fraction: float = 1.0
+    n_val: int = 0
+    seed: int = 0
+    normalize: Literal["train", "per_split", "none"] = "train"
+    augment: Literal["none", "crop_flip"] = "none"
+    download: bool = True
+    options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The architecture: a registry name (or ``torchvision:NAME``), width multiplier, options."""
+
+    name: str = "small_cnn"
+    width: float = 1.0
+    options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training run whose update steps are measured.
+
+    Attributes:
+        steps: number of optimizer steps.
+        batch_size: mini-batch size B (also the direction batch).
+        optimizer: ``sgd``, ``adam`` or ``adamw``.
+        lr: learning rate λ (the base value of the schedule).
+        momentum: heavy-ball μ (sgd only).
+        nesterov: Nesterov momentum (sgd only; needs ``direction = "step"``).
+        weight_decay: L2 / decoupled decay as the optimizer defines it.
+        betas: Adam β1, β2.
+        lr_schedule: ``constant``, ``step`` (× ``lr_gamma`` at each of ``lr_milestones``) or
+            ``cosine`` (to 0 over ``steps``).
+        checkpoint_every: steps between checkpoints (0 = only at the end and on interrupt).
+    """
+
+    steps: int = 100
+    batch_size: int = 128
+    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.0
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    lr_schedule: Literal["constant", "step", "cosine"] = "constant"
+    lr_milestones: list[int] = field(default_factory=list)
+    lr_gamma: float = 0.1
+    checkpoint_every: int = 0
+
+
+@dataclass(frozen=True)
+class MeasureConfig:
+    """Which steps are measured and how (see DESIGN.md §1).
+
+    Attributes:
+        direction: ``sgd`` (losslines computes u = −λ·buf itself: the paper's SGD_LS) or
+            ``step`` (u = θ_{t+1} − θ_t of the torch optimizer; any optimizer).
+        schedule: ``every`` (every ``every``-th step, from ``offset``), ``log`` (``count``
+            log-spaced steps) or ``list`` (the steps in ``at``).
+        spacing, half_width: the grid, in units of distance along the unit direction.
+        max_enlargements: rings of the same spacing measured when the minimum is on the edge.
+        bn: ``batch`` (train-mode statistics over groups of ``bn_group`` samples) or
+            ``running`` (eval-mode running statistics).
+        loss: per-sample loss, ``cross_entropy`` or ``mse``.
+        strategy: evaluation strategy (``loop``).
+        sample_losses: splits whose per-sample losses are stored (``train``, ``val``, ``batch``).
+        sample_dtype: ``float16`` or ``float32``.
+        n_train: measured training samples (0 = the whole training subset).
+    """
+
+    direction: Literal["sgd", "step"] = "sgd"
+    schedule: Literal["every", "log", "list"] = "every"
+    every: int = 1
+    offset: int = 0
+    count: int = 50
+    at: list[int] = field(default_factory=list)
+    spacing: float = 0.006
+    half_width: float = 0.5
+    max_enlargements: int = 0
+    bn: Literal["batch", "running"] = "batch"
+    bn_group: int = 128
+    loss: Literal["cross_entropy", "mse"] = "cross_entropy"
+    strategy: Literal["loop"] = "loop"
+    sample_losses: list[str] = field(default_factory=lambda: ["train", "batch"])
+    sample_dtype: Literal["float16", "float32"] = "float16"
+    n_train: int = 0
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Where and how lines are stored (see DESIGN.md §3)."""
+
+    path: str = "runs/{name}.zarr"
+    line_chunk: int = 64
+    sample_block: int = 4096
+    max_queued_lines: int = 8
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A whole ``losslines run``: top-level keys plus one record per table."""
+
+    name: str = "run"
+    seed: int = 0
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    threads: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    measure: MeasureConfig = field(default_factory=MeasureConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+
+    @property
+    def store_path(self) -> Path:
+        """The store path with ``{name}`` filled in."""
+        return Path(self.store.path.format(name=self.name))
+
+
+# ---------------------------------------------------------------------------------------------
+# Value constraints beyond types: key -> (predicate, description of the valid range).
+_RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
+    "name": (lambda v: bool(v.strip()) and "/" not in v, "a non-empty name without '/'"),
+    "seed": (lambda v: v >= 0, ">= 0"),
+    "threads": (lambda v: v >= 0, ">= 0 (0 = torch's default)"),
+    "data.name": (lambda v: bool(v.strip()), "a dataset name"),
+    "data.fraction": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "data.n_val": (lambda v: v >= 0, ">= 0"),
+    "data.seed": (lambda v: v >= 0, ">= 0"),
+    "model.name": (lambda v: bool(v.strip()), "a model name"),
+    "model.width": (lambda v: 0 < v <= 16, "in (0, 16]"),
+    "train.steps": (lambda v: v >= 1, ">= 1"),
+    "train.batch_size": (lambda v: v >= 1, ">= 1"),
+    "train.lr": (lambda v: 0 < v < 1e3, "in (0, 1000)"),
+    "train.momentum": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "train.weight_decay": (lambda v: v >= 0, ">= 0"),
+    "train.betas": (lambda v: len(v) == 2 and all(0 <= b < 1 for b in v), "two numbers in [0, 1)"),
+    "train.lr_milestones": (lambda v: all(m >= 1 for m in v) and list(v) == sorted(set(v)),
+                            "increasing step numbers >= 1"),
+    "train.lr_gamma": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "train.checkpoint_every": (lambda v: v >= 0, ">= 0 (0 = only at the end)"),
+    "measure.every": (lambda v: v >= 1, ">= 1"),
+    "measure.offset": (lambda v: v >= 0, ">= 0"),
+    "measure.count": (lambda v: v >= 1, ">= 1"),
+    "measure.at": (lambda v: all(s >= 0 for s in v), "step numbers >= 0"),
+    "measure.spacing": (lambda v: 0 < v <= 10, "in (0, 10]"),
+    "measure.half_width": (lambda v: 0 < v <= 1e3, "in (0, 1000]"),
+    "measure.max_enlargements": (lambda v: 0 <= v <= 100, "in [0, 100]"),
+    "measure.bn_group": (lambda v: v >= 2, ">= 2 (train-mode BatchNorm needs 2 samples)"),
+    "measure.sample_losses": (lambda v: set(v) <= {"train", "val", "batch"} and len(set(v)) == len(v),
+                              "distinct entries of 'train', 'val', 'batch'"),
+    "measure.n_train": (lambda v: v >= 0, ">= 0 (0 = the whole training subset)"),
+    "store.path": (lambda v: bool(v.strip()), "a path"),
+    "store.line_chunk": (lambda v: 1 <= v <= 65536, "in [1, 65536]"),
+    "store.sample_block": (lambda v: 1 <= v <= 1 << 20, "in [1, 1048576]"),
+    "store.max_queued_lines": (lambda v: 1 <= v <= 4096, "in [1, 4096]"),
+}
+
+
+def _type_name(value: Any) -> str:
+    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "array",
+            dict: "table"}.get(type(value), type(value).__name__)
+
+
+def _convert(key: str, value: Any, annotation: Any) -> Any:
+    """Check ``value`` against ``annotation`` (resolved type hint); return the typed value."""
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        choices = typing.get_args(annotation)
+        if not isinstance(value, str) or value not in choices:
+            raise ConfigError(f"config key '{key}': {value!r} is not one of {', '.join(map(repr, choices))}")
+        return value
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key '{key}': expected a boolean (true/false), got {_type_name(value)} {value!r}")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"config key '{key}': expected an integer, got {_type_name(value)} {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config key '{key}': expected a number, got {_type_name(value)} {value!r}")
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ConfigError(f"config key '{key}': expected a finite number, got {value!r}")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"config key '{key}': expected a string, got {_type_name(value)} {value!r}")
+        return value
+    if annotation is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key '{key}': expected a table, got {_type_name(value)} {value!r}")
+        return dict(value)
+    if origin is list:
+        (item_type,) = typing.get_args(annotation)
+        if not isinstance(value, list):
+            raise ConfigError(f"config key '{key}': expected an array, got {_type_name(value)} {value!r}")
+        return [_convert(f"{key}[{i}]", v, item_type) for i, v in enumerate(value)]
+    raise TypeError(f"unsupported config annotation {annotation!r} for {key}")  # a bug, not user input
+
+
+def _build(cls: type, table: Mapping[str, Any], prefix: str) -> Any:
+    """Build dataclass ``cls`` from ``table``, recursing into nested dataclass fields."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = [k for k in table if k not in fields]
+    if unknown:
+        key = unknown[0]
+        close = difflib.get_close_matches(key, list(fields), n=1)
+        hint = f"; did you mean '{prefix}{close[0]}'?" if close else f"; valid keys: {', '.join(fields)}"
+        raise ConfigError(f"config key '{prefix}{key}' is unknown{hint}")
+    kwargs = {}
+    for name, value in table.items():
+        key = prefix + name
+        annotation = hints[name]
+        if dataclasses.is_dataclass(annotation):
+            if not isinstance(value, dict):
+                raise ConfigError(f"config key '{key}': expected a table [{key}], got {_type_name(value)} {value!r}")
+            kwargs[name] = _build(annotation, value, key + ".")
+            continue
+        typed = _convert(key, value, annotation)
+        rule = _RULES.get(key)
+        if rule is not None and not rule[0](typed):
+            raise ConfigError(f"config key '{key}': {value!r} is impossible; expected {rule[1]}")
+        kwargs[name] = typed
+    return cls(**kwargs)
+
+
+def _check_consistency(cfg: RunConfig) -> None:
+    """Constraints that involve several keys."""
+    t, m = cfg.train, cfg.measure
+    if m.direction == "sgd" and t.optimizer != "sgd":
+        raise ConfigError(
+            f"config key 'measure.direction': 'sgd' needs train.optimizer = 'sgd' (got {t.optimizer!r}); "
+            "use measure.direction = 'step' for other optimizers")
+    if m.direction == "sgd" and t.nesterov:
+        raise ConfigError("config key 'train.nesterov': Nesterov needs measure.direction = 'step'")
+    if t.optimizer != "sgd" and (t.momentum or t.nesterov):
+        raise ConfigError(f"config key 'train.momentum': only meaningful for train.optimizer = 'sgd' (got {t.optimizer!r})")
+    if t.nesterov and t.momentum == 0:
+        raise ConfigError("config key 'train.nesterov': Nesterov momentum needs train.momentum > 0")
+    if t.lr_schedule == "step" and not t.lr_milestones:
+        raise ConfigError("config key 'train.lr_milestones': lr_schedule = 'step' needs at least one milestone")
+    if t.lr_milestones and t.lr_schedule != "step":
+        raise ConfigError("config key 'train.lr_milestones': only used with train.lr_schedule = 'step'")
+    if m.schedule == "list" and not m.at:
+        raise ConfigError("config key 'measure.at': schedule = 'list' needs at least one step")
+    if m.schedule == "list" and max(m.at) >= t.steps:
+        raise ConfigError(f"config key 'measure.at': step {max(m.at)} is past the run (train.steps = {t.steps})")
+    if m.schedule == "log" and m.count > t.steps:
+        raise ConfigError(f"config key 'measure.count': {m.count} log-spaced lines need train.steps >= {m.count}")
+    if m.half_width < m.spacing:
+        raise ConfigError(f"config key 'measure.half_width': {m.half_width} is below measure.spacing = {m.spacing}")
+    if (m.half_width / m.spacing) > 100_000:
+        raise ConfigError("config key 'measure.spacing': more than 200,000 grid points; widen the spacing")
+    if "val" in m.sample_losses and cfg.data.n_val == 0:
+        raise ConfigError("config key 'measure.sample_losses': 'val' is listed but data.n_val = 0 (no held-out split)")
+    if m.bn == "batch" and m.bn_group > t.batch_size * 64:
+        raise ConfigError(f"config key 'measure.bn_group': {m.bn_group} is implausibly large for batch {t.batch_size}")
+
+
+def parse_config(table: Mapping[str, Any]) -> RunConfig:
+    """Validate a parsed TOML table into a :class:`RunConfig`.
+
+    Raises:
+        ConfigError: naming the first unknown, mistyped or impossible key.
+    """
+    cfg = _build(RunConfig, table, "")
+    _check_consistency(cfg)
+    return cfg
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text  # a bare word such as mnist: a string
+
+
+def apply_overrides(table: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply ``key=value`` overrides (dotted keys, TOML values) to a raw config table, in place.
+
+    Raises:
+        ConfigError: for a malformed override (no ``=``, empty key, a key below a non-table).
+    """
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"override {item!r} is malformed; write --set section.key=value")
+        node = table
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {item!r}: config key '{part}' is not a table")
+            node = child
+        node[parts[-1]] = _parse_value(text.strip())
+    return table
+
+
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> RunConfig:
+    """Read a TOML config file, apply ``--set`` overrides, validate.
+
+    Raises:
+        ConfigError: unreadable or invalid TOML, or any invalid key (named in the message).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except OSError as err:
+        raise ConfigError(f"config file {path} cannot be read: {err.strerror}") from None
+    try:
+        table = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"config file {path} is not valid TOML: {err}") from None
+    apply_overrides(table, overrides)
+    return parse_config(table)
+
+
+def config_to_dict(cfg: RunConfig) -> dict[str, Any]:
+    """The resolved config as a plain, JSON- and TOML-serialisable dict."""
+    return dataclasses.asdict(cfg)
