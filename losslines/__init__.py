@@ -1,4 +1,52 @@
-"""losslines: measure the loss along every optimizer update direction, store it, analyse it."""
+"""losslines: measure the loss along every optimizer update direction, store it, analyse it.
+
+The public surface, grouped. Names are imported lazily, so ``import losslines`` followed by
+``losslines.open_store(...)`` or ``losslines.analysis`` never imports torch: a machine without
+torch can read and analyse stores.
+"""
+
+from __future__ import annotations
+
+import importlib
+
 from losslines._version import __version__
 
-__all__ = ["__version__"]
+_EXPORTS = {
+    # measuring lines (torch)
+    "measure_line": "losslines.engine",
+    "LineMeasurement": "losslines.engine",
+    "LineEvaluator": "losslines.engine",
+    "LineSampler": "losslines.engine",
+    "Grid": "losslines.engine",
+    "make_grid": "losslines.engine",
+    "Schedule": "losslines.engine",
+    "SGDDirection": "losslines.engine",
+    "OptimizerStepDirection": "losslines.engine",
+    # running configured studies (torch)
+    "RunConfig": "losslines.config",
+    "load_config": "losslines.config",
+    "run": "losslines.engine.driver",
+    "build_model": "losslines.models",
+    "load_dataset": "losslines.data",
+    # stores (no torch)
+    "open_store": "losslines.store",
+    "LineStore": "losslines.store",
+    "StoreWriter": "losslines.store",
+    "StoreLayout": "losslines.store",
+    "FORMAT_VERSION": "losslines.store",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'losslines' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
