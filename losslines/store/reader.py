@@ -1,0 +1,393 @@
+"""Lazy, read-only access to a losslines store (format v1).
+
+A store is written line by line while a run is going; a line exists only once the group's
+``committed_lines`` attribute covers it. :func:`open_store` takes a snapshot of that number and
+every read through the returned :class:`LineStore` is cut to it, so data past the commit mark
+(partially written, or preallocated and never written) is never seen. ``refresh()`` takes a
+new snapshot for a store that is still being written.
+
+The analysis reads stores only through this module; it imports neither torch nor the engine.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import zarr
+
+from losslines.store.schema import (
+    COMMITTED_ATTR,
+    DIRECTIONS_GROUP,
+    FORMAT_ATTR,
+    FORMAT_VERSION,
+    SPLITS,
+    STATUS_ATTR,
+    StoreLayout,
+)
+
+_SAMPLE_ID_SPLITS = ("train", "val")
+
+
+class StoreArray:
+    """One array of a store, cut to the committed lines.
+
+    Indexing follows numpy basic indexing (ints, slices with any step, ``...``); along the
+    ``line`` dimension indices are relative to the committed lines (``a[-1]`` is the last
+    committed line) and nothing past them is ever returned.
+
+    Attributes:
+        name: array name inside its group.
+        dims: dimension names, e.g. ``("line", "point")``.
+        dtype: numpy dtype of the values.
+        shape: shape with the ``line`` dimension equal to the committed lines.
+        chunks: chunk shape on disk.
+    """
+
+    def __init__(self, array: zarr.Array, name: str, committed_lines: int) -> None:
+        self._array = array
+        self.name = name
+        self.dims: tuple[str, ...] = tuple(array.metadata.dimension_names or ())
+        if len(self.dims) != array.ndim:
+            raise ValueError(f"array {name!r} has no dimension names; not a losslines array")
+        self.dtype = np.dtype(array.dtype)
+        self.chunks: tuple[int, ...] = tuple(array.chunks)
+        shape = tuple(array.shape)
+        if self.per_line:
+            if shape[0] < committed_lines:
+                raise ValueError(
+                    f"array {name!r} holds {shape[0]} lines but {committed_lines} are committed; "
+                    "the store is corrupt"
+                )
+            shape = (committed_lines,) + shape[1:]
+        self.shape: tuple[int, ...] = shape
+
+    @property
+    def per_line(self) -> bool:
+        return bool(self.dims) and self.dims[0] == "line"
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the committed values in memory (not on disk)."""
+        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+
+    def __len__(self) -> int:
+        if not self.shape:
+            raise TypeError(f"len() of 0-d array {self.name!r}")
+        return self.shape[0]
+
+    def __repr__(self) -> str:
+        dims = ", ".join(f"{d}={n}" for d, n in zip(self.dims, self.shape))
+        return f"StoreArray({self.name!r}, {dims}, {self.dtype})"
+
+    def read(self) -> np.ndarray:
+        """All committed values as a numpy array."""
+        return self[...]
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        parts = _expand_key(key, self.ndim, self.name)
+        zarr_key: list[int | slice] = []
+        flip: list[int] = []
+        out_axis = 0
+        for part, n in zip(parts, self.shape):
+            if isinstance(part, (int, np.integer)):
+                i = int(part)
+                if not -n <= i < n:
+                    raise IndexError(f"index {i} out of range for {self.name!r} axis of size {n}")
+                zarr_key.append(i % n)
+                continue
+            start, stop, step = part.indices(n)
+            idx = range(start, stop, step)
+            if len(idx) == 0:
+                zarr_key.append(slice(0, 0))
+            elif step > 0:
+                zarr_key.append(slice(idx[0], idx[-1] + 1, step))
+            else:  # read ascending, reverse afterwards (zarr has no negative steps)
+                zarr_key.append(slice(idx[-1], idx[0] + 1, -step))
+                flip.append(out_axis)
+            out_axis += 1
+        if any(isinstance(k, slice) and k.start == k.stop for k in zarr_key):
+            shape = [len(range(*k.indices(n))) for k, n in zip(zarr_key, self.shape) if isinstance(k, slice)]
+            return np.empty(shape, dtype=self.dtype)
+        out = np.asarray(self._array[tuple(zarr_key)])
+        for axis in flip:
+            out = np.flip(out, axis=axis)
+        return out
+
+
+def _expand_key(key: Any, ndim: int, name: str) -> list[int | slice]:
+    """Normalise a basic-indexing key to one int or slice per dimension."""
+    key = key if isinstance(key, tuple) else (key,)
+    n_ellipsis = sum(k is Ellipsis for k in key)
+    if n_ellipsis > 1:
+        raise IndexError("an index can only have a single ellipsis ('...')")
+    for k in key:
+        if k is not Ellipsis and not isinstance(k, (int, np.integer, slice)) or isinstance(k, bool):
+            raise TypeError(
+                f"unsupported index {k!r} for {name!r}: use ints, slices and '...' "
+                "(read() the array first for fancy indexing)"
+            )
+    n_given = len(key) - n_ellipsis
+    if n_given > ndim:
+        raise IndexError(f"too many indices for {name!r}: {ndim}-d array, {n_given} indices given")
+    if n_ellipsis:
+        at = key.index(Ellipsis)
+        key = key[:at] + (slice(None),) * (ndim - n_given) + key[at + 1:]
+    else:
+        key = key + (slice(None),) * (ndim - n_given)
+    return list(key)
+
+
+def infer_layout(group: zarr.Group) -> StoreLayout:
+    """The :class:`StoreLayout` a v1 store was created with, read back from its arrays.
+
+    ``sample_block`` is recovered from the chunks of the per-sample arrays (the default when
+    the store has none); every other field is exact.
+    """
+    names = set(group.array_keys())
+    if "position" not in names or "step" not in names:
+        raise ValueError("store lacks the 'position' or 'step' array; not a losslines v1 store")
+
+    def size(name: str, axis: int = -1) -> int:
+        return int(group[name].shape[axis]) if name in names else 0
+
+    sample_losses = tuple(s for s in SPLITS if f"sample_loss_{s}" in names)
+    sample_dtype = "float16"
+    sample_block = StoreLayout.sample_block
+    if sample_losses:
+        arrays = [group[f"sample_loss_{s}"] for s in sample_losses]
+        sample_dtype = str(np.dtype(arrays[0].dtype))
+        blocks = [(a.chunks[-1], a.shape[-1]) for a in arrays]
+        partial = [c for c, n in blocks if c < n]
+        sample_block = partial[0] if partial else max(c for c, _ in blocks)
+    n_directions = 0
+    if DIRECTIONS_GROUP in set(group.group_keys()):
+        n_directions = int(group[DIRECTIONS_GROUP]["direction_norm"].shape[1])
+    return StoreLayout(
+        n_points=size("position"),
+        n_train=size("sample_ids_train"),
+        n_val=size("sample_ids_val"),
+        batch_size=size("batch_ids"),
+        sample_losses=sample_losses,
+        sample_dtype=sample_dtype,  # type: ignore[arg-type]
+        n_directions=n_directions,
+        line_chunk=int(group["step"].chunks[0]),
+        sample_block=int(sample_block),
+    )
+
+
+class LineStore:
+    """A losslines store opened read-only (or its ``directions/`` sub-group).
+
+    Attributes:
+        path: directory of the (sub-)group on disk.
+        attrs: the group attributes at the last snapshot (open or ``refresh()``).
+    """
+
+    def __init__(self, path: Path, group: zarr.Group, *, root: LineStore | None = None) -> None:
+        self.path = path
+        self._group = group
+        self._root = root
+        self._arrays: dict[str, StoreArray] = {}
+        self.attrs: dict[str, Any] = dict(group.attrs.asdict())
+        if COMMITTED_ATTR not in self.attrs:
+            raise ValueError(f"{path} has no {COMMITTED_ATTR!r} attribute; the store is corrupt")
+        self._committed = int(self.attrs[COMMITTED_ATTR])
+        self._names = sorted(group.array_keys())
+
+    # -- snapshot -------------------------------------------------------------------------
+    def refresh(self) -> LineStore:
+        """Re-read the attributes (``committed_lines``, ``status``) of a store being written."""
+        if self._root is not None:
+            self._root.refresh()
+        self._group = zarr.open_group(store=str(self.path), mode="r")
+        self.attrs = dict(self._group.attrs.asdict())
+        self._committed = int(self.attrs[COMMITTED_ATTR])
+        self._names = sorted(self._group.array_keys())
+        self._arrays = {}  # shapes may have grown; reopen arrays after the new snapshot
+        return self
+
+    @property
+    def committed_lines(self) -> int:
+        """Number of complete lines ``[0, committed_lines)`` at the last snapshot."""
+        return self._committed
+
+    n_lines = committed_lines
+
+    @property
+    def allocated_lines(self) -> int:
+        """Lines preallocated on disk (>= committed_lines; informative only, never read past)."""
+        return int(self._group["step"].shape[0])
+
+    @property
+    def format(self) -> int:
+        return int(self._root_attrs[FORMAT_ATTR])
+
+    @property
+    def status(self) -> str:
+        """``running``, ``complete`` or ``failed`` (of the root group)."""
+        return str(self._root_attrs[STATUS_ATTR])
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The resolved run config stored at creation (empty when none was given)."""
+        return dict(self._root_attrs.get("config") or {})
+
+    @property
+    def _root_attrs(self) -> dict[str, Any]:
+        return self._root.attrs if self._root is not None else self.attrs
+
+    # -- arrays ---------------------------------------------------------------------------
+    @property
+    def names(self) -> list[str]:
+        """Names of the arrays in this group, sorted."""
+        return list(self._names)
+
+    def has(self, name: str) -> bool:
+        return name in self._names
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.has(name)
+
+    def __getitem__(self, name: str) -> StoreArray:
+        if name not in self._names:
+            raise KeyError(f"store {self.path} has no array {name!r}; present: {', '.join(self._names)}")
+        if name not in self._arrays:
+            self._arrays[name] = StoreArray(self._group[name], name, self._committed)
+        return self._arrays[name]
+
+    @property
+    def position(self) -> np.ndarray:
+        """Grid of step sizes s, ``[K]`` float64, distance along the unit update direction."""
+        if self._root is not None:
+            return self._root.position
+        return self["position"].read()
+
+    @property
+    def layout(self) -> StoreLayout:
+        """The layout the store was created with (see :func:`infer_layout`)."""
+        if self._root is not None:
+            return self._root.layout
+        return infer_layout(self._group)
+
+    def sample_ids(self, split: str) -> np.ndarray:
+        """Stable dataset ids ``[N_split]`` int64 of ``"train"`` or ``"val"`` (empty if absent)."""
+        if split not in _SAMPLE_ID_SPLITS:
+            raise ValueError(
+                f"unknown split {split!r}; valid: {_SAMPLE_ID_SPLITS} (direction-batch ids are "
+                "per line, in 'batch_ids')"
+            )
+        source = self._root if self._root is not None else self
+        name = f"sample_ids_{split}"
+        if not source.has(name):
+            return np.empty(0, dtype=np.int64)
+        return source[name].read()
+
+    @property
+    def directions(self) -> LineStore | None:
+        """The ``directions/`` sub-group (its own ``committed_lines``), or None."""
+        if self._root is not None or DIRECTIONS_GROUP not in set(self._group.group_keys()):
+            return None
+        return LineStore(self.path / DIRECTIONS_GROUP, self._group[DIRECTIONS_GROUP], root=self)
+
+    def iter_blocks(self, name: str, lines_per_block: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(start, values[start:start + b])`` over the committed lines of ``name``.
+
+        ``b`` defaults to the chunk size along ``line``, so memory stays at one chunk row.
+        """
+        array = self[name]
+        if not array.per_line:
+            raise ValueError(f"array {name!r} has dims {array.dims}; iter_blocks needs a per-line array")
+        block = lines_per_block if lines_per_block is not None else array.chunks[0]
+        if block < 1:
+            raise ValueError(f"lines_per_block must be >= 1, got {block}")
+        for start in range(0, array.shape[0], block):
+            yield start, array[start:start + block]
+
+    def nbytes_stored(self) -> int:
+        """Bytes the (sub-)group occupies on disk, metadata included."""
+        total = 0
+        for folder, _, files in os.walk(self.path):
+            for f in files:
+                try:
+                    total += os.path.getsize(os.path.join(folder, f))
+                except FileNotFoundError:  # a temporary file renamed away by a writer
+                    pass
+        return total
+
+    def to_xarray(self) -> Any:
+        """An xarray Dataset of lazy dask arrays, cut to the committed lines.
+
+        Dimensions come from the stored dimension names; ``position`` is the coordinate of
+        ``point``. Requires xarray and dask.
+        """
+        try:
+            import dask.array as da
+            import xarray as xr
+        except ImportError as err:  # pragma: no cover - both are installed in the dev env
+            raise ImportError(f"to_xarray() needs xarray and dask ({err}); pip install xarray dask") from err
+        data_vars = {}
+        for name in self._names:
+            if name == "position":
+                continue
+            array = self[name]
+            token = f"losslines-{self.path}-{name}-{self._committed}"
+            lazy = da.from_array(array, chunks=array.chunks, name=token, asarray=True)
+            data_vars[name] = xr.Variable(array.dims, lazy, attrs=dict(self._group[name].attrs.asdict()))
+        coords = {"position": ("point", self.position)}
+        return xr.Dataset(data_vars, coords=coords, attrs=dict(self.attrs))
+
+    def __repr__(self) -> str:
+        return f"LineStore({str(self.path)!r}, status={self.status!r}, committed_lines={self._committed})"
+
+
+def _open_v1(path: Path, group: zarr.Group) -> LineStore:
+    return LineStore(path, group)
+
+
+# format number -> reader; a v2 reader is added here, v1 stays readable.
+_READERS: dict[int, Callable[[Path, zarr.Group], LineStore]] = {FORMAT_VERSION: _open_v1}
+
+
+def open_group_checked(path: str | os.PathLike[str], mode: str = "r") -> tuple[Path, zarr.Group, int]:
+    """Open the root group of a losslines store; return (path, group, format number).
+
+    Raises:
+        FileNotFoundError: nothing at ``path``.
+        ValueError: ``path`` is not a losslines store.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no losslines store at {path}: the path does not exist")
+    if not (path / "zarr.json").is_file():
+        raise ValueError(f"{path} is not a losslines store (no zarr.json; expected a zarr v3 group)")
+    try:
+        group = zarr.open_group(store=str(path), mode=mode)  # type: ignore[arg-type]
+    except Exception as err:
+        raise ValueError(f"{path} is not a losslines store (cannot open as a zarr v3 group: {err})") from err
+    fmt = group.attrs.get(FORMAT_ATTR)
+    if fmt is None:
+        raise ValueError(f"{path} is a zarr group but not a losslines store (no {FORMAT_ATTR!r} attribute)")
+    return path, group, int(fmt)  # type: ignore[arg-type]
+
+
+def open_store(path: str | os.PathLike[str]) -> LineStore:
+    """Open a losslines store lazily and read-only.
+
+    Raises:
+        FileNotFoundError: nothing at ``path``.
+        ValueError: not a losslines store, or a format this version cannot read.
+    """
+    path, group, fmt = open_group_checked(path)
+    if fmt not in _READERS:
+        raise ValueError(
+            f"{path} has losslines_format={fmt}; this losslines reads format(s) "
+            f"{sorted(_READERS)}; upgrade losslines to read it"
+        )
+    return _READERS[fmt](path, group)

@@ -1,0 +1,472 @@
+"""Streaming writer of losslines stores (format v1).
+
+The measuring thread calls :meth:`StoreWriter.append` once per line; a background thread
+writes. Validation and copying happen in the caller's thread, so a bad record fails at the
+call that made it and the caller may reuse its buffers. The queue between the two threads is
+bounded (``append`` blocks when ``max_queued_lines`` lines wait), so memory never grows with
+the run length.
+
+Commit protocol (DESIGN.md §3): per-sample arrays are written as each line arrives (their
+chunks hold one line); the small per-line arrays are buffered and written a whole line-chunk
+at a time; only after a block's data is on disk does the group attribute ``committed_lines``
+advance. ``flush()`` writes a partial chunk and commits it (before a checkpoint). A crash
+leaves at most some lines past ``committed_lines``; readers ignore them and
+:meth:`StoreWriter.resume` overwrites them. zarr's ``LocalStore`` replaces every file
+(metadata included) by an atomic rename, so a concurrent reader sees the old or the new
+attributes, never a torn file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Mapping
+
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec
+
+from losslines.store.reader import infer_layout, open_group_checked
+from losslines.store.schema import (
+    COMMITTED_ATTR,
+    DIRECTIONS_GROUP,
+    FORMAT_ATTR,
+    FORMAT_VERSION,
+    STATUS_ATTR,
+    STATUSES,
+    ArraySpec,
+    StoreLayout,
+    line_specs,
+    static_specs,
+)
+
+ROOT = ""
+_RESERVED_ATTRS = (FORMAT_ATTR, STATUS_ATTR, COMMITTED_ATTR, "created")
+_POLL_S = 0.1
+
+
+class WriterError(RuntimeError):
+    """The background writer thread failed; the cause is chained as ``__cause__``."""
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _compressor(spec: ArraySpec) -> BloscCodec:
+    shuffle = "bitshuffle" if spec.name.startswith("sample_loss_") else "shuffle"
+    return BloscCodec(cname="zstd", clevel=3, shuffle=shuffle)
+
+
+def _check_json(attrs: Mapping[str, Any], what: str) -> None:
+    reserved = sorted(set(attrs) & set(_RESERVED_ATTRS))
+    if reserved:
+        raise ValueError(f"{what} may not set {reserved}: the writer owns {list(_RESERVED_ATTRS)}")
+    try:
+        json.dumps(dict(attrs), allow_nan=False)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{what} must be JSON-serialisable (no NaN, numpy or objects): {err}") from err
+
+
+def _validate(record: Mapping[str, Any], specs: Mapping[str, ArraySpec], sizes: Mapping[str, int],
+              what: str) -> dict[str, np.ndarray]:
+    """Check one line record against its specs; return copies cast to the stored dtypes.
+
+    Raises:
+        ValueError: unknown name, missing ``step``, wrong shape or an uncastable dtype.
+    """
+    if not isinstance(record, Mapping):
+        raise TypeError(f"{what} takes a mapping of array name -> values, got {type(record).__name__}")
+    unknown = [k for k in record if k not in specs]
+    if unknown:
+        raise ValueError(f"{what}: unknown array name(s) {unknown}; valid names: {', '.join(specs)}")
+    if "step" not in record:
+        raise ValueError(f"{what}: the record has no 'step' (the training step of the line)")
+    out = {}
+    for name, value in record.items():
+        spec = specs[name]
+        expected = tuple(sizes[d] for d in spec.dims[1:])
+        arr = np.asarray(value)
+        if arr.shape != expected:
+            raise ValueError(
+                f"{what}: array {name!r} has shape {arr.shape}, expected {expected} "
+                f"(dims {spec.dims[1:]})"
+            )
+        if not np.can_cast(arr.dtype, spec.dtype, casting="same_kind"):
+            raise ValueError(f"{what}: array {name!r} has dtype {arr.dtype}, cannot be stored as {spec.dtype}")
+        with np.errstate(over="ignore"):  # losses beyond the float16 range are stored as inf
+            out[name] = np.array(arr, dtype=spec.dtype, copy=True)
+    return out
+
+
+@dataclass
+class _GroupState:
+    """Writer-thread state of one group (root or ``directions/``)."""
+
+    group: zarr.Group
+    specs: dict[str, ArraySpec]
+    arrays: dict[str, zarr.Array]
+    line_chunk: int
+    committed: int
+    allocated: int
+    buffer_start: int = 0
+    buffer: list[dict[str, np.ndarray]] = field(default_factory=list)
+    written: int = 0  # buffered lines already written by a flush
+
+    def __post_init__(self) -> None:
+        self.buffer_start = self.committed
+
+    @property
+    def sample_names(self) -> list[str]:
+        return [n for n in self.specs if n.startswith("sample_loss_")]
+
+    @property
+    def small_names(self) -> list[str]:
+        return [n for n in self.specs if not n.startswith("sample_loss_")]
+
+
+class StoreWriter:
+    """Append lines to a store from a background thread; see the module docstring.
+
+    Use :meth:`create` or :meth:`resume`, then ``append`` / ``append_directions`` per line and
+    ``close()`` (or a ``with`` block: an exception marks the store ``failed`` and keeps the
+    lines appended so far).
+    """
+
+    def __init__(self, path: Path, root: zarr.Group, layout: StoreLayout, *, max_queued_lines: int) -> None:
+        if max_queued_lines < 1:
+            raise ValueError(f"max_queued_lines must be >= 1, got {max_queued_lines}")
+        self._path = path
+        self._root = root
+        self._layout = layout
+        self._sizes = layout.dim_sizes()
+        self._states: dict[str, _GroupState] = {ROOT: self._state(root, line_specs(layout))}
+        if layout.n_directions > 0:
+            self._states[DIRECTIONS_GROUP] = self._state(
+                root[DIRECTIONS_GROUP], line_specs(layout, directions=True))  # type: ignore[arg-type]
+        self._next = {key: st.committed for key, st in self._states.items()}
+        self._queue: queue.Queue[tuple[Any, ...]] = queue.Queue(maxsize=max_queued_lines)
+        self._error: BaseException | None = None
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=f"losslines-writer:{path.name}", daemon=True)
+        self._thread.start()
+
+    def _state(self, group: zarr.Group, specs: list[ArraySpec]) -> _GroupState:
+        arrays = {s.name: group[s.name] for s in specs}
+        return _GroupState(group=group, specs={s.name: s for s in specs}, arrays=arrays,  # type: ignore[misc]
+                           line_chunk=self._layout.line_chunk,
+                           committed=int(group.attrs[COMMITTED_ATTR]),  # type: ignore[arg-type]
+                           allocated=int(arrays["step"].shape[0]))
+
+    # -- construction ---------------------------------------------------------------------
+    @classmethod
+    def create(cls, path: str | os.PathLike[str], layout: StoreLayout, *, positions: np.ndarray,
+               sample_ids: Mapping[str, np.ndarray], attrs: Mapping[str, Any], capacity: int | None = None,
+               overwrite: bool = False, max_queued_lines: int = 16) -> StoreWriter:
+        """Create a new store and return a writer positioned at line 0.
+
+        Args:
+            path: directory of the new zarr v3 group.
+            layout: sizes of every dimension but ``line``.
+            positions: ``[K]`` float64 grid, distance along the unit update direction.
+            sample_ids: ``{"train": [N], "val": [N_val]}`` int64 stable dataset ids.
+            attrs: JSON-serialisable root attributes (config, semantics, grid, versions, ...).
+            capacity: lines to preallocate (default: one line-chunk); arrays grow as needed.
+            overwrite: replace an existing store at ``path``.
+            max_queued_lines: lines that may wait for the writer thread before ``append`` blocks.
+
+        Raises:
+            FileExistsError: ``path`` exists and ``overwrite`` is false.
+            ValueError: inconsistent positions, sample ids or attributes.
+        """
+        path = Path(path)
+        _check_json(attrs, "attrs")
+        positions = np.asarray(positions)
+        if positions.shape != (layout.n_points,) or not np.issubdtype(positions.dtype, np.floating):
+            raise ValueError(f"positions must be a float array of shape ({layout.n_points},), "
+                             f"got {positions.dtype} {positions.shape}")
+        if not np.all(np.isfinite(positions)):
+            raise ValueError("positions must be finite (the grid is allocated at its widest)")
+        ids = _check_sample_ids(sample_ids, layout)
+        if capacity is not None and capacity < 0:
+            raise ValueError(f"capacity must be >= 0, got {capacity}")
+        _clear_target(path, overwrite)
+
+        root = zarr.open_group(store=str(path), mode="w-")
+        n_lines = layout.line_chunk if capacity is None else max(capacity, 1)
+        _create_arrays(root, static_specs(layout), layout, n_lines)
+        root["position"][:] = positions.astype(np.float64)
+        for split, values in ids.items():
+            root[f"sample_ids_{split}"][:] = values
+        _create_arrays(root, line_specs(layout), layout, n_lines)
+        if layout.n_directions > 0:
+            sub = root.create_group(DIRECTIONS_GROUP, attributes={COMMITTED_ATTR: 0})
+            _create_arrays(sub, line_specs(layout, directions=True), layout, layout.line_chunk)
+        # the format attribute comes last: a half-created folder is not a losslines store
+        root.update_attributes({**dict(attrs), STATUS_ATTR: "running", COMMITTED_ATTR: 0,
+                                "created": _now(), FORMAT_ATTR: FORMAT_VERSION})
+        return cls(path, root, layout, max_queued_lines=max_queued_lines)
+
+    @classmethod
+    def resume(cls, path: str | os.PathLike[str], *, max_queued_lines: int = 16) -> StoreWriter:
+        """Reopen a ``running`` or ``failed`` store; the next line is ``committed_lines``.
+
+        Raises:
+            FileNotFoundError / ValueError: not a losslines store, another format version, a
+                complete store, or arrays that do not match the format.
+        """
+        path, root, fmt = open_group_checked(path, mode="r+")
+        if fmt != FORMAT_VERSION:
+            raise ValueError(f"{path} has losslines_format={fmt}; this writer resumes only format {FORMAT_VERSION}")
+        status = root.attrs.get(STATUS_ATTR)
+        if status not in ("running", "failed"):
+            raise ValueError(f"{path} has status {status!r}; only 'running' or 'failed' stores can be resumed")
+        layout = infer_layout(root)
+        _check_arrays(root, line_specs(layout), layout, path)
+        if layout.n_directions > 0:
+            _check_arrays(root[DIRECTIONS_GROUP], line_specs(layout, directions=True),  # type: ignore[arg-type]
+                          layout, path / DIRECTIONS_GROUP)
+        root.update_attributes({STATUS_ATTR: "running"})
+        return cls(path, root, layout, max_queued_lines=max_queued_lines)
+
+    # -- properties -----------------------------------------------------------------------
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def layout(self) -> StoreLayout:
+        return self._layout
+
+    @property
+    def committed_lines(self) -> int:
+        """Lines of the root group on disk and committed (lags ``append`` until a flush)."""
+        return self._states[ROOT].committed
+
+    @property
+    def committed_direction_lines(self) -> int:
+        """Committed lines of the ``directions/`` group (0 without one)."""
+        st = self._states.get(DIRECTIONS_GROUP)
+        return st.committed if st is not None else 0
+
+    # -- caller side ----------------------------------------------------------------------
+    def append(self, record: Mapping[str, Any]) -> int:
+        """Queue one line of the root group; return its line index.
+
+        Args:
+            record: per-line array name -> value without the ``line`` dimension (``step`` is
+                required; e.g. ``loss_train`` [K], ``sample_loss_train`` [K, N], ``batch_ids``
+                [B]). Missing arrays are stored as their fill value (NaN: not measured).
+        """
+        return self._enqueue(ROOT, record, "append")
+
+    def append_directions(self, record: Mapping[str, Any]) -> int:
+        """Queue one line of ``directions/``: arrays carry a leading ``direction`` dim [M, ...]."""
+        if DIRECTIONS_GROUP not in self._states:
+            raise ValueError("this store has no directions/ group; create it with layout.n_directions > 0")
+        return self._enqueue(DIRECTIONS_GROUP, record, "append_directions")
+
+    def update_attrs(self, attrs: Mapping[str, Any]) -> None:
+        """Merge JSON-serialisable attributes into the root group (written in order with lines)."""
+        self._check_usable()
+        _check_json(attrs, "update_attrs")
+        self._put(("attrs", dict(attrs)))
+
+    def flush(self) -> None:
+        """Block until every queued line is written and committed (may write a partial chunk)."""
+        self._check_usable()
+        done = threading.Event()
+        self._put(("flush", done))
+        while not done.wait(_POLL_S):
+            if not self._thread.is_alive():  # pragma: no cover - the thread never exits before stop
+                raise WriterError("the store writer thread died")
+        self._raise_if_failed()
+
+    def close(self, status: str = "complete") -> None:
+        """Flush, stop the thread and set the store's status; a second call does nothing.
+
+        Raises:
+            WriterError: the background thread had failed (the status is then ``failed``).
+        """
+        if status not in STATUSES or status == "running":
+            raise ValueError(f"close(status=...) must be 'complete' or 'failed', got {status!r}")
+        if self._closed:
+            return
+        failure: BaseException | None = None
+        try:
+            self.flush()
+        except BaseException as err:
+            failure = err
+        self._put(("stop",), check=False)
+        self._thread.join()
+        self._closed = True
+        self._root.update_attributes({STATUS_ATTR: status if failure is None else "failed", "finished": _now()})
+        if failure is not None:
+            raise failure
+
+    def __enter__(self) -> StoreWriter:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc is None:
+            self.close("complete")
+            return
+        try:
+            self.close("failed")
+        except BaseException as err:  # keep the original exception, note the second one
+            exc.add_note(f"while closing the store {self._path} after this error: {err!r}")
+
+    def _enqueue(self, key: str, record: Mapping[str, Any], what: str) -> int:
+        self._check_usable()
+        arrays = _validate(record, self._states[key].specs, self._sizes, what)
+        index = self._next[key]
+        self._put(("line", key, index, arrays))
+        self._next[key] = index + 1
+        return index
+
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise ValueError(f"the writer of {self._path} is closed; use StoreWriter.resume() to continue")
+        self._raise_if_failed()
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise WriterError(
+                f"the background writer of {self._path} failed ({self._error!r}); lines "
+                f"[0, {self.committed_lines}) are committed and kept"
+            ) from self._error
+
+    def _put(self, item: tuple[Any, ...], check: bool = True) -> None:
+        while True:  # blocks while the queue is full, but notices a failed writer
+            if check:
+                self._raise_if_failed()
+            try:
+                self._queue.put(item, timeout=_POLL_S)
+                return
+            except queue.Full:
+                if not self._thread.is_alive():  # pragma: no cover - defensive
+                    raise WriterError(f"the writer thread of {self._path} is gone") from self._error
+
+    # -- writer thread --------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            kind = item[0]
+            try:
+                if self._error is None:  # after a failure: drain, write nothing
+                    if kind == "line":
+                        self._write_line(self._states[item[1]], item[2], item[3])
+                    elif kind == "flush":
+                        for st in self._states.values():
+                            self._write_buffer(st)
+                    elif kind == "attrs":
+                        self._root.update_attributes(item[1])
+            except BaseException as err:
+                self._error = err
+            finally:
+                if kind == "flush":
+                    item[1].set()
+            if kind == "stop":
+                return
+
+    def _write_line(self, st: _GroupState, index: int, record: dict[str, np.ndarray]) -> None:
+        if index != st.buffer_start + len(st.buffer):
+            raise RuntimeError(f"line {index} out of order (expected {st.buffer_start + len(st.buffer)})")
+        self._ensure_capacity(st, index + 1)
+        for name in st.sample_names:
+            value = record.get(name)
+            st.arrays[name][index] = value if value is not None else self._fill(st.specs[name])
+        st.buffer.append({n: record[n] for n in st.small_names if n in record})
+        if (index + 1) % st.line_chunk == 0:
+            self._write_buffer(st)
+            st.buffer_start, st.buffer, st.written = index + 1, [], 0
+
+    def _write_buffer(self, st: _GroupState) -> None:
+        """Write the buffered small arrays, then advance ``committed_lines`` (last)."""
+        n = len(st.buffer)
+        if n == st.written:
+            return
+        for name in st.small_names:
+            spec = st.specs[name]
+            block = np.stack([rec[name] if name in rec else self._fill(spec) for rec in st.buffer])
+            st.arrays[name][st.buffer_start:st.buffer_start + n] = block
+        st.group.update_attributes({COMMITTED_ATTR: st.buffer_start + n})
+        st.committed = st.buffer_start + n
+        st.written = n
+
+    def _ensure_capacity(self, st: _GroupState, needed: int) -> None:
+        if needed <= st.allocated:
+            return
+        grown = max(needed, 2 * st.allocated)
+        grown = -(-grown // st.line_chunk) * st.line_chunk
+        for array in st.arrays.values():
+            array.resize((grown,) + tuple(array.shape[1:]))
+        st.allocated = grown
+
+    def _fill(self, spec: ArraySpec) -> np.ndarray:
+        return np.full(tuple(self._sizes[d] for d in spec.dims[1:]), spec.fill_value, dtype=spec.dtype)
+
+
+def _check_sample_ids(sample_ids: Mapping[str, np.ndarray], layout: StoreLayout) -> dict[str, np.ndarray]:
+    unknown = sorted(set(sample_ids) - {"train", "val"})
+    if unknown:
+        raise ValueError(f"sample_ids has unknown split(s) {unknown}; valid: 'train', 'val'")
+    out = {}
+    for split in ("train", "val"):
+        n = layout.split_size(split)
+        if n == 0:
+            if split in sample_ids and len(sample_ids[split]) > 0:
+                raise ValueError(f"sample_ids[{split!r}] given but layout has no {split} samples")
+            continue
+        if split not in sample_ids:
+            raise ValueError(f"sample_ids[{split!r}] is required: the layout has {n} {split} samples")
+        ids = np.asarray(sample_ids[split])
+        if ids.shape != (n,) or not np.issubdtype(ids.dtype, np.integer):
+            raise ValueError(f"sample_ids[{split!r}] must be integers of shape ({n},), got {ids.dtype} {ids.shape}")
+        out[split] = ids.astype(np.int64)
+    return out
+
+
+def _clear_target(path: Path, overwrite: bool) -> None:
+    if not path.exists():
+        return
+    if not overwrite:
+        raise FileExistsError(
+            f"{path} already exists; pass overwrite=True to replace it, or use "
+            f"StoreWriter.resume({str(path)!r}) to continue it"
+        )
+    if path.is_dir() and ((path / "zarr.json").is_file() or not any(path.iterdir())):
+        shutil.rmtree(path)
+        return
+    raise FileExistsError(f"refusing to overwrite {path}: it is not a zarr store; remove it yourself")
+
+
+def _create_arrays(group: zarr.Group, specs: list[ArraySpec], layout: StoreLayout, n_lines: int) -> None:
+    sizes = layout.dim_sizes()
+    for spec in specs:
+        shape = tuple(n_lines if d == "line" else sizes[d] for d in spec.dims)
+        group.create_array(spec.name, shape=shape, chunks=layout.chunks(spec), dtype=spec.dtype,
+                           fill_value=spec.fill_value, compressors=_compressor(spec),
+                           dimension_names=spec.dims, attributes={"description": spec.doc})
+
+
+def _check_arrays(group: zarr.Group, specs: list[ArraySpec], layout: StoreLayout, where: Path) -> None:
+    """Raise if ``group`` lacks an array of ``specs`` or holds it with other dims/dtype/shape."""
+    sizes = layout.dim_sizes()
+    for spec in specs:
+        if spec.name not in set(group.array_keys()):
+            raise ValueError(f"{where} lacks array {spec.name!r}; cannot resume a store of another layout")
+        array = group[spec.name]
+        dims = tuple(array.metadata.dimension_names or ())  # type: ignore[union-attr]
+        tail = tuple(sizes[d] for d in spec.dims[1:])
+        if dims != spec.dims or np.dtype(array.dtype) != spec.dtype or tuple(array.shape[1:]) != tail:
+            raise ValueError(f"{where}: array {spec.name!r} is {dims} {array.dtype} {array.shape}, "
+                             f"expected {spec.dims} {spec.dtype} (*, {tail})")
