@@ -163,7 +163,8 @@ class StoreWriter:
         return _GroupState(group=group, specs={s.name: s for s in specs}, arrays=arrays,  # type: ignore[misc]
                            line_chunk=self._layout.line_chunk,
                            committed=int(group.attrs[COMMITTED_ATTR]),  # type: ignore[arg-type]
-                           allocated=int(arrays["step"].shape[0]))
+                           # a crash mid-resize can leave arrays of different lengths
+                           allocated=min(int(a.shape[0]) for a in arrays.values()))
 
     # -- construction ---------------------------------------------------------------------
     @classmethod
@@ -408,7 +409,8 @@ class StoreWriter:
         grown = max(needed, 2 * st.allocated)
         grown = -(-grown // st.line_chunk) * st.line_chunk
         for array in st.arrays.values():
-            array.resize((grown,) + tuple(array.shape[1:]))
+            if array.shape[0] < grown:
+                array.resize((grown,) + tuple(array.shape[1:]))
         st.allocated = grown
 
     def _fill(self, spec: ArraySpec) -> np.ndarray:
