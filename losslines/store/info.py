@@ -68,6 +68,7 @@ def summarize(path: str | os.PathLike[str]) -> dict[str, Any]:
         "path": str(store.path),
         "format": store.format,
         "status": store.status,
+        "status_reason": store.attrs.get("status_reason"),
         "created": store.attrs.get("created"),
         "finished": store.attrs.get("finished"),
         "lines": _lines_summary(store),
@@ -90,7 +91,8 @@ def describe(path: str | os.PathLike[str]) -> str:
     grid = s["grid"]
     rows = [
         f"store      {s['path']}",
-        f"format     losslines v{s['format']}, status {s['status']}",
+        f"format     losslines v{s['format']}, status {s['status']}"
+        + (f" ({s['status_reason']})" if s["status_reason"] else ""),
         f"lines      {lines['committed']} committed / {lines['allocated']} allocated",
         f"steps      " + (f"{lines['steps'][0]} .. {lines['steps'][1]}" if lines["steps"] else "none yet"),
         f"grid       {grid['points']} points, spacing {grid['spacing']:.6g}, s in [{grid['min']:.6g}, {grid['max']:.6g}]"

@@ -18,7 +18,6 @@ attributes, never a torn file.
 
 from __future__ import annotations
 
-import json
 import os
 import queue
 import shutil
@@ -46,9 +45,9 @@ from losslines.store.schema import (
     line_specs,
     static_specs,
 )
+from losslines.store.validate import check_arrays, check_json, check_sample_ids, validate_record
 
 ROOT = ""
-_RESERVED_ATTRS = (FORMAT_ATTR, STATUS_ATTR, COMMITTED_ATTR, "created")
 _POLL_S = 0.1
 
 
@@ -63,47 +62,6 @@ def _now() -> str:
 def _compressor(spec: ArraySpec) -> BloscCodec:
     shuffle = "bitshuffle" if spec.name.startswith("sample_loss_") else "shuffle"
     return BloscCodec(cname="zstd", clevel=3, shuffle=shuffle)
-
-
-def _check_json(attrs: Mapping[str, Any], what: str) -> None:
-    reserved = sorted(set(attrs) & set(_RESERVED_ATTRS))
-    if reserved:
-        raise ValueError(f"{what} may not set {reserved}: the writer owns {list(_RESERVED_ATTRS)}")
-    try:
-        json.dumps(dict(attrs), allow_nan=False)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{what} must be JSON-serialisable (no NaN, numpy or objects): {err}") from err
-
-
-def _validate(record: Mapping[str, Any], specs: Mapping[str, ArraySpec], sizes: Mapping[str, int],
-              what: str) -> dict[str, np.ndarray]:
-    """Check one line record against its specs; return copies cast to the stored dtypes.
-
-    Raises:
-        ValueError: unknown name, missing ``step``, wrong shape or an uncastable dtype.
-    """
-    if not isinstance(record, Mapping):
-        raise TypeError(f"{what} takes a mapping of array name -> values, got {type(record).__name__}")
-    unknown = [k for k in record if k not in specs]
-    if unknown:
-        raise ValueError(f"{what}: unknown array name(s) {unknown}; valid names: {', '.join(specs)}")
-    if "step" not in record:
-        raise ValueError(f"{what}: the record has no 'step' (the training step of the line)")
-    out = {}
-    for name, value in record.items():
-        spec = specs[name]
-        expected = tuple(sizes[d] for d in spec.dims[1:])
-        arr = np.asarray(value)
-        if arr.shape != expected:
-            raise ValueError(
-                f"{what}: array {name!r} has shape {arr.shape}, expected {expected} "
-                f"(dims {spec.dims[1:]})"
-            )
-        if not np.can_cast(arr.dtype, spec.dtype, casting="same_kind"):
-            raise ValueError(f"{what}: array {name!r} has dtype {arr.dtype}, cannot be stored as {spec.dtype}")
-        with np.errstate(over="ignore"):  # losses beyond the float16 range are stored as inf
-            out[name] = np.array(arr, dtype=spec.dtype, copy=True)
-    return out
 
 
 @dataclass
@@ -188,14 +146,14 @@ class StoreWriter:
             ValueError: inconsistent positions, sample ids or attributes.
         """
         path = Path(path)
-        _check_json(attrs, "attrs")
+        check_json(attrs, "attrs")
         positions = np.asarray(positions)
         if positions.shape != (layout.n_points,) or not np.issubdtype(positions.dtype, np.floating):
             raise ValueError(f"positions must be a float array of shape ({layout.n_points},), "
                              f"got {positions.dtype} {positions.shape}")
         if not np.all(np.isfinite(positions)):
             raise ValueError("positions must be finite (the grid is allocated at its widest)")
-        ids = _check_sample_ids(sample_ids, layout)
+        ids = check_sample_ids(sample_ids, layout)
         if capacity is not None and capacity < 0:
             raise ValueError(f"capacity must be >= 0, got {capacity}")
         _clear_target(path, overwrite)
@@ -216,12 +174,22 @@ class StoreWriter:
         return cls(path, root, layout, max_queued_lines=max_queued_lines)
 
     @classmethod
-    def resume(cls, path: str | os.PathLike[str], *, max_queued_lines: int = 16) -> StoreWriter:
-        """Reopen a ``running`` or ``failed`` store; the next line is ``committed_lines``.
+    def resume(cls, path: str | os.PathLike[str], *, at_line: int | None = None,
+               at_direction_line: int | None = None, max_queued_lines: int = 16) -> StoreWriter:
+        """Reopen a ``running`` or ``failed`` store and continue appending.
+
+        Args:
+            path: the store.
+            at_line: roll the root group back to this many committed lines (a training
+                checkpoint taken at ``at_line`` lines; the lines after it are measured again
+                and overwrite the old ones). Default: continue at ``committed_lines``.
+            at_direction_line: the same for the ``directions/`` group.
+            max_queued_lines: as in :meth:`create`.
 
         Raises:
             FileNotFoundError / ValueError: not a losslines store, another format version, a
-                complete store, or arrays that do not match the format.
+                complete store, arrays that do not match the format, or ``at_line`` beyond
+                the committed lines.
         """
         path, root, fmt = open_group_checked(path, mode="r+")
         if fmt != FORMAT_VERSION:
@@ -230,11 +198,22 @@ class StoreWriter:
         if status not in ("running", "failed"):
             raise ValueError(f"{path} has status {status!r}; only 'running' or 'failed' stores can be resumed")
         layout = infer_layout(root)
-        _check_arrays(root, line_specs(layout), layout, path)
+        check_arrays(root, line_specs(layout), layout, path)
+        groups: list[tuple[zarr.Group, int | None, str]] = [(root, at_line, "at_line")]
         if layout.n_directions > 0:
-            _check_arrays(root[DIRECTIONS_GROUP], line_specs(layout, directions=True),  # type: ignore[arg-type]
-                          layout, path / DIRECTIONS_GROUP)
-        root.update_attributes({STATUS_ATTR: "running"})
+            sub = root[DIRECTIONS_GROUP]
+            check_arrays(sub, line_specs(layout, directions=True), layout, path / DIRECTIONS_GROUP)  # type: ignore[arg-type]
+            groups.append((sub, at_direction_line, "at_direction_line"))  # type: ignore[arg-type]
+        elif at_direction_line not in (None, 0):
+            raise ValueError(f"at_direction_line={at_direction_line} but {path} has no directions/ group")
+        for group, at, what in groups:  # check all before changing anything
+            committed = int(group.attrs[COMMITTED_ATTR])  # type: ignore[arg-type]
+            if at is not None and not 0 <= at <= committed:
+                raise ValueError(f"{what}={at} is outside [0, {committed}] (the committed lines of {path})")
+        for group, at, _ in groups:
+            if at is not None:
+                group.update_attributes({COMMITTED_ATTR: int(at)})
+        root.update_attributes({STATUS_ATTR: "running", "status_reason": None})
         return cls(path, root, layout, max_queued_lines=max_queued_lines)
 
     # -- properties -----------------------------------------------------------------------
@@ -250,6 +229,11 @@ class StoreWriter:
     def committed_lines(self) -> int:
         """Lines of the root group on disk and committed (lags ``append`` until a flush)."""
         return self._states[ROOT].committed
+
+    @property
+    def pending_lines(self) -> int:
+        """Lines of the root group appended but not yet committed."""
+        return self._next[ROOT] - self._states[ROOT].committed
 
     @property
     def committed_direction_lines(self) -> int:
@@ -277,7 +261,7 @@ class StoreWriter:
     def update_attrs(self, attrs: Mapping[str, Any]) -> None:
         """Merge JSON-serialisable attributes into the root group (written in order with lines)."""
         self._check_usable()
-        _check_json(attrs, "update_attrs")
+        check_json(attrs, "update_attrs")
         self._put(("attrs", dict(attrs)))
 
     def flush(self) -> None:
@@ -290,8 +274,12 @@ class StoreWriter:
                 raise WriterError("the store writer thread died")
         self._raise_if_failed()
 
-    def close(self, status: str = "complete") -> None:
+    def close(self, status: str = "complete", reason: str | None = None) -> None:
         """Flush, stop the thread and set the store's status; a second call does nothing.
+
+        Args:
+            status: ``"complete"`` or ``"failed"``.
+            reason: why, stored as the ``status_reason`` attribute (e.g. how to continue).
 
         Raises:
             WriterError: the background thread had failed (the status is then ``failed``).
@@ -308,7 +296,10 @@ class StoreWriter:
         self._put(("stop",), check=False)
         self._thread.join()
         self._closed = True
-        self._root.update_attributes({STATUS_ATTR: status if failure is None else "failed", "finished": _now()})
+        final = {STATUS_ATTR: status if failure is None else "failed", "finished": _now()}
+        if failure is not None:
+            reason = f"background writer failed: {failure.__cause__ or failure!r}"
+        self._root.update_attributes({**final, "status_reason": reason})
         if failure is not None:
             raise failure
 
@@ -321,13 +312,13 @@ class StoreWriter:
             self.close("complete")
             return
         try:
-            self.close("failed")
+            self.close("failed", reason=f"{type(exc).__name__}: {exc}")
         except BaseException as err:  # keep the original exception, note the second one
             exc.add_note(f"while closing the store {self._path} after this error: {err!r}")
 
     def _enqueue(self, key: str, record: Mapping[str, Any], what: str) -> int:
         self._check_usable()
-        arrays = _validate(record, self._states[key].specs, self._sizes, what)
+        arrays = validate_record(record, self._states[key].specs, self._sizes, what)
         index = self._next[key]
         self._put(("line", key, index, arrays))
         self._next[key] = index + 1
@@ -417,26 +408,6 @@ class StoreWriter:
         return np.full(tuple(self._sizes[d] for d in spec.dims[1:]), spec.fill_value, dtype=spec.dtype)
 
 
-def _check_sample_ids(sample_ids: Mapping[str, np.ndarray], layout: StoreLayout) -> dict[str, np.ndarray]:
-    unknown = sorted(set(sample_ids) - {"train", "val"})
-    if unknown:
-        raise ValueError(f"sample_ids has unknown split(s) {unknown}; valid: 'train', 'val'")
-    out = {}
-    for split in ("train", "val"):
-        n = layout.split_size(split)
-        if n == 0:
-            if split in sample_ids and len(sample_ids[split]) > 0:
-                raise ValueError(f"sample_ids[{split!r}] given but layout has no {split} samples")
-            continue
-        if split not in sample_ids:
-            raise ValueError(f"sample_ids[{split!r}] is required: the layout has {n} {split} samples")
-        ids = np.asarray(sample_ids[split])
-        if ids.shape != (n,) or not np.issubdtype(ids.dtype, np.integer):
-            raise ValueError(f"sample_ids[{split!r}] must be integers of shape ({n},), got {ids.dtype} {ids.shape}")
-        out[split] = ids.astype(np.int64)
-    return out
-
-
 def _clear_target(path: Path, overwrite: bool) -> None:
     if not path.exists():
         return
@@ -458,17 +429,3 @@ def _create_arrays(group: zarr.Group, specs: list[ArraySpec], layout: StoreLayou
         group.create_array(spec.name, shape=shape, chunks=layout.chunks(spec), dtype=spec.dtype,
                            fill_value=spec.fill_value, compressors=_compressor(spec),
                            dimension_names=spec.dims, attributes={"description": spec.doc})
-
-
-def _check_arrays(group: zarr.Group, specs: list[ArraySpec], layout: StoreLayout, where: Path) -> None:
-    """Raise if ``group`` lacks an array of ``specs`` or holds it with other dims/dtype/shape."""
-    sizes = layout.dim_sizes()
-    for spec in specs:
-        if spec.name not in set(group.array_keys()):
-            raise ValueError(f"{where} lacks array {spec.name!r}; cannot resume a store of another layout")
-        array = group[spec.name]
-        dims = tuple(array.metadata.dimension_names or ())  # type: ignore[union-attr]
-        tail = tuple(sizes[d] for d in spec.dims[1:])
-        if dims != spec.dims or np.dtype(array.dtype) != spec.dtype or tuple(array.shape[1:]) != tail:
-            raise ValueError(f"{where}: array {spec.name!r} is {dims} {array.dtype} {array.shape}, "
-                             f"expected {spec.dims} {spec.dtype} (*, {tail})")

@@ -206,3 +206,46 @@ def test_flush_commits_a_partial_chunk_and_later_lines_complete_it(tmp_path, kit
     writer.flush()
     writer.close()
     np.testing.assert_array_equal(open_store(path)["step"].read(), np.arange(10))
+
+
+def test_resume_at_a_checkpoint_line_rolls_back_and_overwrites(tmp_path, kit, small_layout):
+    """The driver resumes from a checkpoint taken before the last committed lines."""
+    path = tmp_path / "s.zarr"
+    writer = StoreWriter.create(path, small_layout, attrs={}, **kit.make_inputs(small_layout))
+    for i in range(7):
+        writer.append({"step": i, "lr": 1.0, "loss_train": np.full(5, 1.0)})
+    for i in range(3):
+        writer.append_directions({"step": i})
+    writer.close("failed", reason="interrupted before step 7; continue with --resume")
+    store = open_store(path)
+    assert store.attrs["status_reason"] == "interrupted before step 7; continue with --resume"
+
+    with pytest.raises(ValueError, match=r"at_line=8 is outside \[0, 7\]"):
+        StoreWriter.resume(path, at_line=8)
+    with pytest.raises(ValueError, match=r"at_direction_line=-1 is outside \[0, 3\]"):
+        StoreWriter.resume(path, at_line=2, at_direction_line=-1)
+    assert open_store(path).committed_lines == 7  # a refused resume changes nothing
+
+    writer = StoreWriter.resume(path, at_line=5, at_direction_line=1)
+    assert (writer.committed_lines, writer.committed_direction_lines, writer.pending_lines) == (5, 1, 0)
+    store = open_store(path)
+    assert (store.committed_lines, store.directions.committed_lines) == (5, 1)
+    assert store.attrs["status_reason"] is None
+    writer.append({"step": 50})  # lr and loss_train not measured: NaN, not the old line's values
+    assert writer.pending_lines in (0, 1)
+    writer.close()
+    store = open_store(path)
+    np.testing.assert_array_equal(store["step"].read(), [0, 1, 2, 3, 4, 50])
+    assert np.isnan(store["lr"][-1]) and np.all(np.isnan(store["loss_train"][-1]))
+    assert store.directions.committed_lines == 1
+
+
+def test_pending_lines_counts_appended_but_uncommitted(tmp_path, kit):
+    layout = StoreLayout(n_points=2, n_train=2, line_chunk=100)
+    writer = StoreWriter.create(tmp_path / "s.zarr", layout, attrs={}, **kit.make_inputs(layout))
+    for i in range(5):
+        writer.append({"step": i})
+    assert writer.committed_lines + writer.pending_lines == 5
+    writer.flush()
+    assert (writer.committed_lines, writer.pending_lines) == (5, 0)
+    writer.close()

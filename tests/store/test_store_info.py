@@ -71,6 +71,15 @@ def test_describe_an_empty_store_without_config(tmp_path):
     assert "model" not in text
 
 
+def test_describe_shows_why_a_run_failed(tmp_path):
+    layout = StoreLayout(n_points=2, n_train=2)
+    path = tmp_path / "s.zarr"
+    writer = StoreWriter.create(path, layout, positions=np.zeros(2) + [0.0, 1.0], sample_ids={"train": np.arange(2)},
+                                attrs={})
+    writer.close("failed", reason="interrupted before step 7")
+    assert "status failed (interrupted before step 7)" in describe(path)
+
+
 @pytest.mark.parametrize(("n", "text"), [(0, "0 B"), (1023, "1023 B"), (1536, "1.5 KiB"),
                                          (5 * 1024**3, "5.0 GiB")])
 def test_human_bytes(n, text):

@@ -90,6 +90,7 @@ def test_writer_thread_exception_surfaces_in_the_caller(writer, monkeypatch):
         writer.close()
     store = open_store(writer.path)
     assert (store.status, store.committed_lines) == ("failed", 2)
+    assert "disk full" in store.attrs["status_reason"]
     np.testing.assert_array_equal(store["step"].read(), [0, 1])
 
 
@@ -136,6 +137,7 @@ def test_exception_in_with_block_marks_failed_and_keeps_lines(tmp_path, kit):
     store = open_store(path)
     assert (store.status, store.committed_lines) == ("failed", 3)
     assert "finished" in store.attrs
+    assert store.attrs["status_reason"] == "RuntimeError: boom"
 
 
 def test_create_refuses_existing_paths_unless_overwrite(tmp_path, kit):
