@@ -11,6 +11,7 @@ The analysis reads stores only through this module; it imports neither torch nor
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -144,13 +145,35 @@ def _expand_key(key: Any, ndim: int, name: str) -> list[int | slice]:
     return list(key)
 
 
+def member_names(group: zarr.Group) -> tuple[list[str], list[str]]:
+    """Sorted names of the arrays and of the sub-groups directly in ``group``.
+
+    On a local store this reads the child folders' ``zarr.json`` itself: zarr's own listing
+    warns about (and a warning is an error in the tests) the temporary files a concurrent
+    writer leaves for an instant while it atomically replaces a metadata file.
+    """
+    root = getattr(group.store, "root", None)
+    if root is None:  # not a local store: zarr's listing
+        return sorted(group.array_keys()), sorted(group.group_keys())
+    arrays, groups = [], []
+    folder = Path(root) / group.path
+    for entry in os.scandir(folder):
+        meta = Path(entry.path) / "zarr.json"
+        if not entry.is_dir() or not meta.is_file():
+            continue
+        node_type = json.loads(meta.read_text()).get("node_type")
+        (arrays if node_type == "array" else groups if node_type == "group" else []).append(entry.name)
+    return sorted(arrays), sorted(groups)
+
+
 def infer_layout(group: zarr.Group) -> StoreLayout:
     """The :class:`StoreLayout` a v1 store was created with, read back from its arrays.
 
     ``sample_block`` is recovered from the chunks of the per-sample arrays (the default when
     the store has none); every other field is exact.
     """
-    names = set(group.array_keys())
+    array_names, group_names = member_names(group)
+    names = set(array_names)
     if "position" not in names or "step" not in names:
         raise ValueError("store lacks the 'position' or 'step' array; not a losslines v1 store")
 
@@ -167,7 +190,7 @@ def infer_layout(group: zarr.Group) -> StoreLayout:
         partial = [c for c, n in blocks if c < n]
         sample_block = partial[0] if partial else max(c for c, _ in blocks)
     n_directions = 0
-    if DIRECTIONS_GROUP in set(group.group_keys()):
+    if DIRECTIONS_GROUP in group_names:
         n_directions = int(group[DIRECTIONS_GROUP]["direction_norm"].shape[1])
     return StoreLayout(
         n_points=size("position"),
@@ -199,7 +222,7 @@ class LineStore:
         if COMMITTED_ATTR not in self.attrs:
             raise ValueError(f"{path} has no {COMMITTED_ATTR!r} attribute; the store is corrupt")
         self._committed = int(self.attrs[COMMITTED_ATTR])
-        self._names = sorted(group.array_keys())
+        self._names, self._groups = member_names(group)
 
     # -- snapshot -------------------------------------------------------------------------
     def refresh(self) -> LineStore:
@@ -209,7 +232,7 @@ class LineStore:
         self._group = zarr.open_group(store=str(self.path), mode="r")
         self.attrs = dict(self._group.attrs.asdict())
         self._committed = int(self.attrs[COMMITTED_ATTR])
-        self._names = sorted(self._group.array_keys())
+        self._names, self._groups = member_names(self._group)
         self._arrays = {}  # shapes may have grown; reopen arrays after the new snapshot
         return self
 
@@ -292,7 +315,7 @@ class LineStore:
     @property
     def directions(self) -> LineStore | None:
         """The ``directions/`` sub-group (its own ``committed_lines``), or None."""
-        if self._root is not None or DIRECTIONS_GROUP not in set(self._group.group_keys()):
+        if self._root is not None or DIRECTIONS_GROUP not in self._groups:
             return None
         return LineStore(self.path / DIRECTIONS_GROUP, self._group[DIRECTIONS_GROUP], root=self)
 

@@ -85,9 +85,10 @@ def check_arrays(group: zarr.Group, specs: list[ArraySpec], layout: StoreLayout,
     """Raise if ``group`` lacks an array of ``specs`` or holds it with other dims/dtype/shape."""
     sizes = layout.dim_sizes()
     for spec in specs:
-        if spec.name not in set(group.array_keys()):
-            raise ValueError(f"{where} lacks array {spec.name!r}; cannot resume a store of another layout")
-        array = group[spec.name]
+        try:
+            array = group[spec.name]
+        except KeyError:
+            raise ValueError(f"{where} lacks array {spec.name!r}; cannot resume a store of another layout") from None
         dims = tuple(array.metadata.dimension_names or ())  # type: ignore[union-attr]
         tail = tuple(sizes[d] for d in spec.dims[1:])
         if dims != spec.dims or np.dtype(array.dtype) != spec.dtype or tuple(array.shape[1:]) != tail:

@@ -209,3 +209,18 @@ def test_store_modules_do_not_import_torch():
     code = ("import sys, losslines.store, losslines.store.info; "
             "assert 'torch' not in sys.modules, 'losslines.store imported torch'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_reader_ignores_a_writers_temporary_metadata_files(written):
+    """Regression: zarr's member listing warns on the `zarr.<uuid>.partial` file that a
+    concurrent writer keeps for an instant while it atomically replaces zarr.json."""
+    path = written[0]
+    stray = path / "zarr.0123abcd.partial"
+    stray.write_text("{")
+    try:
+        store = open_store(path)
+        assert "loss_train" in store.names and store.directions is not None
+        assert store.layout == LAYOUT
+        assert store.refresh().committed_lines == N_LINES
+    finally:
+        stray.unlink()
