@@ -1,0 +1,180 @@
+"""``losslines analyze``: store in, report folder out (report.md, metrics.json, figures).
+
+:func:`analyze_store` is the library entry point; :func:`add_analyze_arguments` and
+:func:`run_analyze` are the thin argparse layer the CLI calls. A store that is still being
+written is analysed up to its committed lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from losslines.analysis.compute import compute
+from losslines.analysis.figures_lines import line_figure
+from losslines.analysis.figures_metrics import (
+    batchsize_figure,
+    directions_figure,
+    distance_figure,
+    metrics_figure,
+    shape_figure,
+)
+from losslines.analysis.report import write_outputs
+from losslines.analysis.results import AnalysisOptions, AnalysisResult
+from losslines.analysis.source import LineSource, parse_lines
+
+
+@dataclass(frozen=True)
+class AnalysisReport:
+    """What :func:`analyze_store` produced.
+
+    Attributes:
+        out_dir: the report folder; ``report``: its report.md; ``metrics``: its metrics.json.
+        summary: the content of metrics.json.
+        figures: ``{figure name: [files]}``.
+        result: the full in-memory result (per-line arrays).
+    """
+
+    out_dir: Path
+    report: Path
+    metrics: Path
+    summary: dict[str, Any]
+    figures: dict[str, list[Path]]
+    result: AnalysisResult
+
+
+def analyze_store(
+    path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str] | None = None,
+    *,
+    lines: str | slice | None = None,
+    window: float | None = None,
+    options: AnalysisOptions | None = None,
+    figures: bool = True,
+) -> AnalysisReport:
+    """Analyse a losslines store and write the report folder.
+
+    Args:
+        path: the store (format v1).
+        out_dir: report folder (created; default ``<store>.analysis`` next to the store).
+        lines: analysed committed lines, ``"START:STOP[:STEP]"`` or a slice; default all.
+        window: fit / distance window half-width (overrides ``options.window``).
+        options: every other knob (:class:`AnalysisOptions`).
+        figures: draw the figures (PNG + PDF by default).
+
+    Raises:
+        FileNotFoundError: no store at ``path``.
+        ValueError: not a store, no committed line, bad options.
+    """
+    options = options or AnalysisOptions()
+    if window is not None:
+        options = replace(options, window=float(window))
+    source = LineSource.open(path)
+    if source.committed_lines == 0:
+        raise ValueError(f"{path} has no committed line yet (status {source.status!r}); nothing to analyse")
+    selection = parse_lines(lines, source.committed_lines)
+    out = Path(out_dir) if out_dir is not None else Path(str(Path(path)).rstrip("/") + ".analysis")
+    out.mkdir(parents=True, exist_ok=True)
+    sink = _matrix_sink(out, len(selection), options) if options.save_distance_matrix else None
+    result = compute(source, selection, options, distance_sink=sink)
+    drawn = _draw(result, out) if figures else {}
+    summary = write_outputs(result, out, drawn)
+    return AnalysisReport(out, out / "report.md", out / "metrics.json", summary, drawn, result)
+
+
+def _matrix_sink(out: Path, n: int, options: AnalysisOptions):
+    """Write every distance tile into ``distances.zarr`` (float32 ``[N, N]``, on disk)."""
+    import zarr
+
+    stride = max(1, -(-n // options.max_distance_lines))
+    n = len(range(0, n, stride))  # the lines compare_distances keeps (as in compute)
+    block = options.distance_block
+    array = zarr.create_array(store=str(out / "distances.zarr"), shape=(n, n), chunks=(block, block),
+                              dtype="float32", fill_value=float("nan"), overwrite=True,
+                              dimension_names=("line_a", "line_b"))
+
+    def sink(r0: int, c0: int, tile: np.ndarray) -> None:
+        array[r0:r0 + tile.shape[0], c0:c0 + tile.shape[1]] = tile.astype(np.float32)
+
+    return sink
+
+
+def _draw(res: AnalysisResult, out: Path) -> dict[str, list[Path]]:
+    figs = {"metrics over training (Fig. 6)": ("metrics", metrics_figure(res)),
+            "parabolic shape: fit MAE and coefficients (Fig. 4)": ("shape", shape_figure(res))}
+    if res.distances is not None:
+        figs["line-to-line distances (Fig. 3)"] = ("distances", distance_figure(res))
+    if res.batch_study is not None:
+        figs["batch size versus learning rate (Fig. 7)"] = ("batch_size", batchsize_figure(res))
+    if res.directions is not None:
+        figs["all directions (Fig. 8)"] = ("directions", directions_figure(res))
+    for view in res.views:
+        figs[f"line {view.line} (Figs. 2, 5)"] = (f"line_{view.line:06d}", line_figure(res.position, view))
+    written: dict[str, list[Path]] = {}
+    for title, (stem, fig) in figs.items():
+        paths = []
+        for fmt in res.options.formats:
+            target = out / f"{stem}.{fmt}"
+            fig.savefig(target, dpi=120)
+            paths.append(target)
+        written[title] = paths
+    return written
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
+
+
+def add_analyze_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the arguments of ``losslines analyze`` to ``parser``."""
+    d = AnalysisOptions()
+    parser.add_argument("store", help="path of the losslines store (format v1)")
+    parser.add_argument("--out", default=None, help="report folder (default: STORE.analysis)")
+    parser.add_argument("--lines", default=None, metavar="START:STOP[:STEP]",
+                        help="analysed committed lines, Python slice syntax (default: all)")
+    parser.add_argument("--window", type=float, default=d.window, help="fit/distance window half-width |s| <= W")
+    parser.add_argument("--plot-lines", type=_ints, default=None, metavar="I,J,...",
+                        help="committed lines to draw as line plots (default: 4 spread out)")
+    parser.add_argument("--sgd-lrs", type=_floats, default=None, metavar="LR,...",
+                        help="learning rates of the replayed SGD rules (default: 1/4..2 x the run's lr)")
+    parser.add_argument("--pal-mus", type=_floats, default=d.pal_mus, metavar="MU,...",
+                        help="measuring steps of the replayed PAL rules")
+    parser.add_argument("--batch-sizes", type=_ints, default=None, metavar="B,...",
+                        help="batch sizes of the batch-size study (default: n_B/8 .. 8 n_B)")
+    parser.add_argument("--draws", type=int, default=d.n_draws, help="random batches per size and line")
+    parser.add_argument("--seed", type=int, default=d.seed, help="seed of the random batches")
+    parser.add_argument("--smoothing", type=int, default=d.smoothing, help="moving-average width (lines)")
+    parser.add_argument("--save-distance-matrix", action="store_true",
+                        help="also write the full distance matrix to OUT/distances.zarr")
+    parser.add_argument("--no-figures", action="store_true", help="write report.md and metrics.json only")
+    parser.add_argument("--formats", default="png,pdf", help="figure formats (png, pdf, svg)")
+    return parser
+
+
+def run_analyze(args: argparse.Namespace) -> AnalysisReport:
+    """Run ``losslines analyze`` from parsed arguments (errors: ValueError / FileNotFoundError)."""
+    options = AnalysisOptions(
+        window=args.window, plot_lines=args.plot_lines, sgd_lrs=args.sgd_lrs, pal_mus=tuple(args.pal_mus),
+        batch_sizes=args.batch_sizes, n_draws=args.draws, seed=args.seed, smoothing=args.smoothing,
+        save_distance_matrix=args.save_distance_matrix,
+        formats=tuple(f.strip() for f in args.formats.split(",") if f.strip()),
+    )
+    report = analyze_store(args.store, args.out, lines=args.lines, options=options, figures=not args.no_figures)
+    print(f"wrote {report.report} ({report.summary['analysed_lines']} lines; "
+          f"{len(report.summary['skipped'])} item(s) skipped, see report.md)")
+    return report
