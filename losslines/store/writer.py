@@ -113,6 +113,7 @@ class StoreWriter:
         self._queue: queue.Queue[tuple[Any, ...]] = queue.Queue(maxsize=max_queued_lines)
         self._error: BaseException | None = None
         self._closed = False
+        self._order = threading.Lock()  # several producer threads: line indices follow queue order
         self._thread = threading.Thread(target=self._run, name=f"losslines-writer:{path.name}", daemon=True)
         self._thread.start()
 
@@ -319,9 +320,10 @@ class StoreWriter:
     def _enqueue(self, key: str, record: Mapping[str, Any], what: str) -> int:
         self._check_usable()
         arrays = validate_record(record, self._states[key].specs, self._sizes, what)
-        index = self._next[key]
-        self._put(("line", key, index, arrays))
-        self._next[key] = index + 1
+        with self._order:
+            index = self._next[key]
+            self._put(("line", key, index, arrays))
+            self._next[key] = index + 1
         return index
 
     def _check_usable(self) -> None:

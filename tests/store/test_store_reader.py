@@ -51,7 +51,7 @@ def keys(draw: st.DrawFn, shape: tuple[int, ...]):
     return parts[0] if len(parts) == 1 and draw(st.booleans()) else tuple(parts)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(data=st.data(), name=st.sampled_from(["step", "loss_train", "sample_loss_train", "batch_ids", "position"]))
 def test_indexing_matches_numpy_on_committed_lines(written, data, name):
     path, oracle, _, inputs = written

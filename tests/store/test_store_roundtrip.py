@@ -32,7 +32,7 @@ def layouts(draw: st.DrawFn) -> StoreLayout:
     )
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(layout=layouts(), n_lines=st.integers(0, 9), n_dir_lines=st.integers(0, 3),
        capacity=st.none() | st.integers(0, 5), flush_every=st.integers(0, 4), seed=st.integers(0, 2**16))
 def test_roundtrip_random_layouts(kit, layout, n_lines, n_dir_lines, capacity, flush_every, seed):

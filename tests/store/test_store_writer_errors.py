@@ -196,3 +196,18 @@ def test_update_attrs_is_written_with_the_lines(writer):
     writer.close()
     store = open_store(writer.path)
     assert (store.attrs["strategy"], store.status, store.committed_lines) == ("loop", "complete", 1)
+
+
+def test_several_producer_threads_get_distinct_consecutive_lines(writer):
+    def produce(offset: int) -> None:
+        for i in range(10):
+            writer.append({"step": offset + i})
+
+    threads = [threading.Thread(target=produce, args=(1000 * t,)) for t in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    writer.close()
+    steps = open_store(writer.path)["step"].read()
+    assert sorted(steps.tolist()) == sorted(1000 * t + i for t in range(3) for i in range(10))
