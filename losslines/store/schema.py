@@ -35,7 +35,9 @@ sample ids live at the root only.
 Group attributes: ``losslines_format`` (= 1), ``status`` (``running``/``complete``/``failed``),
 ``committed_lines`` (lines ``[0, committed_lines)`` are complete; nothing past it exists),
 ``config`` (the resolved run config), ``semantics`` (measurement settings), ``grid``,
-``versions`` and ``created``. The ``directions/`` group has its own ``committed_lines``.
+``versions`` and ``created``; the writer also keeps ``finished`` (time of the last status
+change) and ``status_reason`` (why a run failed or was interrupted). The ``directions/`` group
+has its own ``committed_lines``.
 """
 
 from __future__ import annotations
