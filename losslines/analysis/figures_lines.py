@@ -22,7 +22,7 @@ _MARK_STYLE = {"taken": ("tab:green", "step taken"), "optimum": ("black", r"$s_{
 
 def line_figure(position: np.ndarray, view: LineView) -> Figure:
     """One line: L, L_B, L_V, min/max and quartile bands of random batches, marked steps."""
-    fig = Figure(figsize=(6.4, 4.2), layout="constrained")
+    fig = Figure(figsize=(9.0, 4.4), layout="constrained")
     ax = fig.add_subplot()
     if view.bands is not None:
         v = view.bands.values
@@ -35,16 +35,16 @@ def line_figure(position: np.ndarray, view: LineView) -> Figure:
     train = view.losses.get("train")
     others = [k for k in view.marks if k not in _MARK_STYLE]
     cmap = [f"C{i}" for i in range(4, 10)]
-    for i, (key, s) in enumerate(sorted(view.marks.items())):
+    for key, s in sorted(view.marks.items()):
         color, label = _MARK_STYLE.get(key, (cmap[others.index(key) % len(cmap)] if key in others else "grey", key))
         ax.axvline(s, color=color, lw=1.0, ls=":" if key not in _MARK_STYLE else "-", alpha=0.9, label=f"{label}: {s:.3g}")
     ax.set_xlabel("step size s (distance along the unit update direction)")
     ax.set_ylabel("loss (nats)")
     ax.set_title(f"line {view.line} (training step {view.step})")
-    if train is not None and np.isfinite(train).any():
+    if train is not None and np.isfinite(train).any():  # zoom on the full-batch line (L_B may run off)
         finite = train[np.isfinite(train)]
         span = float(finite.max() - finite.min())
         ax.set_ylim(float(finite.min()) - 0.1 * span, float(finite.max()) + 0.25 * span)
-    ax.legend(fontsize=7, loc="upper center", ncol=2)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     ax.grid(alpha=0.3)
     return fig

@@ -153,12 +153,16 @@ def _markdown(s: dict[str, Any], figures: dict[str, list[Path]]) -> str:
         lines += [f"| mean line-to-line distance D: all / first 50 / rest | {_fmt(d['mean_all'])} / "
                   f"{_fmt(d['mean_first_50'])} / {_fmt(d['mean_rest'])} |"]
     lines += ["", "## Step rules on the full-batch line", "",
-              "| rule | median step | mean improvement | accumulated improvement | mean distance s_opt − s |",
-              "|---|---|---|---|---|"]
+              "| rule | median step | mean improvement | accumulated improvement | mean distance s_opt − s "
+              "| lines with the step off the measured grid |", "|---|---|---|---|---|---|"]
     for k, v in s["rules"].items():
         lines.append(f"| {k} | {_fmt(v['step']['median'])} | {_fmt(v['improvement']['mean'])} | "
-                     f"{_fmt(v['accumulated_improvement'])} | {_fmt(v['distance']['mean'])} |")
-    lines += ["", f"Slope sources (exact jvp from the store vs grid estimate): `{json.dumps(s['slope_sources'])}`."]
+                     f"{_fmt(v['accumulated_improvement'])} | {_fmt(v['distance']['mean'])} | "
+                     f"{s['analysed_lines'] - v['improvement']['n']} |")
+    lines += ["", "Improvements use the exact stored loss at the update step where present, else the "
+              "parabola through the 3 nearest grid points; a step off the measured grid has no improvement "
+              "(it counts as 0 in the accumulated sum).",
+              "", f"Slope sources (exact jvp from the store vs grid estimate): `{json.dumps(s['slope_sources'])}`."]
     if "batch_size" in s:
         b = s["batch_size"]
         lines += ["", "## Batch size versus learning rate", "", f"Direction batch n_B = {b['n_batch']}. "

@@ -11,7 +11,7 @@ def moving_average(values: np.ndarray, width: int = DEFAULT_SMOOTHING) -> np.nda
     """Centred moving average over ``width`` lines that skips NaN.
 
     Each output is the mean of the finite values in the window ``[t - h, t - h + width)``,
-    ``h = width // 2``, cut at the ends; NaN where the window holds no finite value.
+    ``h = width // 2``, shortened where it runs past either end; NaN where the window holds no finite value.
 
     Args:
         values: ``[L]`` per-line metric.
@@ -29,8 +29,8 @@ def moving_average(values: np.ndarray, width: int = DEFAULT_SMOOTHING) -> np.nda
     csum = np.concatenate([[0.0], np.cumsum(np.where(finite, values, 0.0))])
     ccount = np.concatenate([[0], np.cumsum(finite)])
     n = values.size
-    lo = np.clip(np.arange(n) - width // 2, 0, n)
-    hi = np.clip(lo + width, 0, n)
+    start = np.arange(n) - width // 2
+    lo, hi = np.clip(start, 0, n), np.clip(start + width, 0, n)
     count = ccount[hi] - ccount[lo]
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(count > 0, (csum[hi] - csum[lo]) / np.maximum(count, 1), np.nan)
