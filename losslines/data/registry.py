@@ -88,7 +88,8 @@ def _resolve_options(spec: DatasetSpec, options: Mapping[str, object]) -> dict:
     unknown = sorted(set(options) - set(spec.options))
     if unknown:
         valid = ", ".join(spec.options) or "none"
-        raise ValueError(f"unknown option(s) {', '.join(map(repr, unknown))} for dataset {spec.name!r}; valid options: {valid}")
+        names = ", ".join(map(repr, unknown))
+        raise ValueError(f"unknown option(s) {names} for dataset {spec.name!r}; valid options: {valid}")
     return {**spec.options, **options}
 
 
