@@ -51,6 +51,10 @@ class Split:
     def __len__(self) -> int:
         return int(self.inputs.shape[0])
 
+    def to(self, device: torch.device | str) -> "Split":
+        """The same split with inputs and targets on ``device`` (ids stay on the CPU)."""
+        return Split(self.inputs.to(device), self.targets.to(device), self.ids)
+
 
 @dataclass(frozen=True)
 class Dataset:

@@ -185,3 +185,29 @@ def test_data_root_resolution(monkeypatch, tmp_path):
     assert data_root() == tmp_path / "env"
     assert data_root(tmp_path / "explicit") == tmp_path / "explicit"
     assert data_root(str(tmp_path)) == tmp_path
+
+
+def test_split_to_device_keeps_ids_on_cpu():
+    ds = load_dataset("digits", n_train=8, n_val=4)
+    moved = ds.train.to("cpu")
+    assert torch.equal(moved.inputs, ds.train.inputs) and moved.ids.device.type == "cpu"
+
+
+def test_split_rejects_inconsistent_fields():
+    x = torch.zeros(3, 1, 2, 2)
+    with pytest.raises(ValueError, match="ids must be int64 of shape"):
+        Split(x, torch.zeros(3, dtype=torch.int64), torch.arange(2))
+    with pytest.raises(ValueError, match="strictly increasing"):
+        Split(x, torch.zeros(3, dtype=torch.int64), torch.tensor([0, 2, 1]))
+    with pytest.raises(ValueError, match="must be float32"):
+        Split(x.double(), torch.zeros(3, dtype=torch.int64), torch.arange(3))
+
+
+def test_dataset_rejects_overlapping_pool_ids_and_wrong_shapes():
+    split = Split(torch.zeros(2, 1, 2, 2), torch.zeros(2, dtype=torch.int64), torch.tensor([3, 5]))
+    common = dict(name="x", num_classes=2, normalization={}, source="test")
+    with pytest.raises(ValueError, match="overlap"):
+        Dataset(train=split, val=split, input_shape=(1, 2, 2), heldout_from="pool", **common)
+    Dataset(train=split, val=split, input_shape=(1, 2, 2), heldout_from="test", **common)  # separate id spaces
+    with pytest.raises(ValueError, match="expected input_shape"):
+        Dataset(train=split, val=split, input_shape=(1, 4), heldout_from="test", **common)
