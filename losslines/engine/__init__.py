@@ -1,1 +1,30 @@
-"""losslines.engine"""
+"""losslines.engine: measure exact loss lines along update directions, without disturbing training.
+
+* ``grid``: the fixed step-size grid (``make_grid``, ``Grid``).
+* ``directions``: where a line points (``SGDDirection``, ``OptimizerStepDirection``, ``Direction``).
+* ``evaluator``: one line of one split (``LineEvaluator``, ``measure_line``, ``LineMeasurement``);
+  ``line`` (θ_t + s·û as a function), ``strategies`` (``loop``; ``vmap``/``auto`` reserved),
+  ``modes`` (BatchNorm/dropout settings, RNG preservation).
+* ``schedule``: which steps are measured (``Schedule``).
+* ``sampler``: the training-loop hook (``LineSampler``).
+"""
+
+from losslines.engine.directions import (Direction, DirectionSource, OptimizerStepDirection, SGDDirection)
+from losslines.engine.evaluator import LineEvaluator, LineMeasurement, measure_line
+from losslines.engine.grid import Grid, make_grid
+from losslines.engine.modes import BN_MODES, DROPOUT_MODES
+from losslines.engine.sampler import LineSampler
+from losslines.engine.schedule import SCHEDULE_KINDS, Schedule, make_schedule
+from losslines.engine.strategies import STRATEGIES, Strategy, make_strategy
+
+__all__ = [
+    # grid
+    "Grid", "make_grid",
+    # directions
+    "Direction", "DirectionSource", "SGDDirection", "OptimizerStepDirection",
+    # evaluation
+    "LineEvaluator", "LineMeasurement", "measure_line", "BN_MODES", "DROPOUT_MODES",
+    "STRATEGIES", "Strategy", "make_strategy",
+    # schedules and the hook
+    "Schedule", "make_schedule", "SCHEDULE_KINDS", "LineSampler",
+]

@@ -1,0 +1,336 @@
+"""Exact loss lines: per-sample losses at many step sizes along one direction (DESIGN §1–2).
+
+For a model with parameters θ_t, a direction u and positions ``s_1..s_K`` (Euclidean distances
+along û = u/‖u‖), ``LineEvaluator.measure`` returns every per-sample loss ``ℓ_i(θ_t + s_j·û)``
+(``[K, N]``), the mean loss per point ``L(s_j) = (1/N) Σ_i ℓ_i`` accumulated in float64, the
+accuracy per point and the exact slope ``L'(0) = dL/ds|_{s=0}`` from forward-mode ``jvp``.
+
+Semantics (the measurement changes nothing):
+
+* parameters, buffers (BatchNorm running statistics, ``num_batches_tracked``), ``requires_grad``,
+  ``.grad``, every module's ``training`` flag and the global RNG states are the same after a
+  measurement as before (``engine.modes``, ``engine.line``).
+* ``bn="running"``: eval-mode normalisation; rows are chunked by ``chunk_size`` or by a memory
+  budget (the result does not depend on the chunking).
+* ``bn="batch"``: train-mode normalisation over fixed groups of ``bn_group`` consecutive samples
+  of the given data, which **must be given** (there is no silent default: the paper's value is
+  the training batch size). If ``N`` is not a multiple of ``bn_group`` the last group holds the
+  remaining ``N mod bn_group`` samples and is normalised with their statistics (as a
+  ``DataLoader`` without ``drop_last`` would). The mean is over samples, not over groups.
+* ``dropout="off"`` (default): dropout is the identity; ``"error"``: active dropout is an error.
+* Safeguard: on its first measurement an evaluator evaluates s = 0 twice on the first chunk and
+  requires bit-identical outputs (hidden randomness, e.g. functional dropout or noise layers,
+  is an error).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.autograd import forward_ad
+
+from losslines.engine.line import LinePoints
+from losslines.engine.modes import check_bn, measurement_modes, preserved_rng, validate_model
+from losslines.engine.strategies import make_strategy
+from losslines.kernels import check_loss, reduce_loss
+from losslines.kernels.reference import reduce_loss as reduce_loss_reference
+
+DEFAULT_MEMORY_BUDGET = 256 * 2**20  # bytes of activations per data chunk (bn="running")
+
+
+@dataclass(frozen=True)
+class LineMeasurement:
+    """One measured line.
+
+    Attributes:
+        positions: ``[K]`` float64, distances along the unit direction û.
+        loss: ``[K]`` float64, mean loss over the N samples (nats).
+        sample_loss: ``[K, N]`` per-sample losses (float32; float64 if the model runs in float64).
+        accuracy: ``[K]`` float64 fraction of correct predictions (NaN for regression targets).
+        slope0: exact ``dL/ds`` at s = 0 (nats per unit s); NaN if not computed.
+        sample_slope0: ``[N]`` float64 exact ``dℓ_i/ds`` at s = 0 (in ``bn="batch"`` each
+            sample's loss depends on its whole group); NaN if not computed.
+        direction_length: ‖direction‖ as given (before normalisation).
+        params_norm: ‖θ_t‖ over the trainable parameters.
+        bn, bn_group, strategy, loss: the settings the line was measured with.
+    """
+
+    positions: np.ndarray
+    loss: np.ndarray
+    sample_loss: np.ndarray
+    accuracy: np.ndarray
+    slope0: float
+    sample_slope0: np.ndarray
+    direction_length: float
+    params_norm: float
+    bn: str
+    bn_group: int | None
+    strategy: str
+    loss_name: str
+
+    @property
+    def n_samples(self) -> int:
+        return self.sample_loss.shape[1]
+
+
+def _check_positions(positions) -> np.ndarray:
+    pos = np.asarray(positions, dtype=np.float64)
+    if pos.ndim != 1 or pos.size == 0:
+        raise ValueError(f"positions must be a non-empty 1-D array, got shape {pos.shape}")
+    if not np.all(np.isfinite(pos)):
+        raise ValueError("positions contain NaN or inf")
+    return pos
+
+
+class LineEvaluator:
+    """Measures lines of one model on one fixed data set (one split).
+
+    Args:
+        model: the model; never modified.
+        inputs: ``[N, ...]`` inputs (floating inputs are cast to the model's dtype); moved once
+            to the model's device.
+        targets: ``[N]`` integer class indices (``"cross_entropy"``; or ``"mse"`` against one-hot
+            targets, with accuracy) or ``[N]``/``[N, C]`` floats (``"mse"`` regression, accuracy NaN).
+        bn: ``"running"`` or ``"batch"`` (see the module docstring).
+        bn_group: samples per normalisation group; required for ``bn="batch"``.
+        loss: ``"cross_entropy"`` or ``"mse"``.
+        strategy: evaluation strategy name (``engine.strategies``).
+        dropout: ``"off"`` or ``"error"``.
+        chunk_size: rows per forward in ``bn="running"`` (default: from ``memory_budget``).
+        memory_budget: bytes of activations one chunk may hold (``bn="running"``).
+        backend: loss-reduction backend (``losslines.kernels``).
+        self_check: evaluate s = 0 twice on the first measurement and require equal outputs.
+
+    Raises:
+        ValueError: unknown names (listing the valid ones), mismatched data, missing bn_group,
+            a model that cannot be measured with these settings.
+        NotImplementedError: a strategy that is reserved but not implemented yet.
+    """
+
+    def __init__(self, model: nn.Module, inputs: Tensor, targets: Tensor, *, bn: str = "running",
+                 bn_group: int | None = None, loss: str = "cross_entropy", strategy: str = "loop",
+                 dropout: str = "off", chunk_size: int | None = None,
+                 memory_budget: int = DEFAULT_MEMORY_BUDGET, backend: str = "auto", self_check: bool = True):
+        check_bn(bn)
+        check_loss(loss)
+        validate_model(model, bn, dropout)
+        self.strategy = make_strategy(strategy)
+        if bn == "batch":
+            if bn_group is None:
+                raise ValueError("bn='batch' needs bn_group: the number of samples per BatchNorm group "
+                                 "(the paper uses the training batch size, e.g. 128)")
+            if chunk_size is not None:
+                raise ValueError("chunk_size applies to bn='running'; in bn='batch' the data is chunked by bn_group")
+        for name, value in (("bn_group", bn_group), ("chunk_size", chunk_size)):
+            if value is not None and (not isinstance(value, (int, np.integer)) or value < 1):
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if memory_budget <= 0:
+            raise ValueError(f"memory_budget must be > 0 bytes, got {memory_budget}")
+        first = next((p for p in model.parameters()), None)
+        if first is None:
+            raise ValueError("the model has no parameters")
+        self.model, self.bn, self.loss, self.dropout = model, bn, loss, dropout
+        self.bn_group = int(bn_group) if bn_group is not None else None
+        self.backend, self.self_check, self.memory_budget = backend, self_check, memory_budget
+        self.inputs, self.targets = self._prepare_data(inputs, targets, first)
+        self.n_samples = self.inputs.shape[0]
+        self._chunk_size = int(chunk_size) if chunk_size is not None else None
+        self._checked = False
+
+    def _prepare_data(self, inputs: Tensor, targets: Tensor, first: Tensor) -> tuple[Tensor, Tensor]:
+        if not isinstance(inputs, Tensor) or not isinstance(targets, Tensor):
+            raise ValueError("inputs and targets must be tensors")
+        if inputs.shape[0] == 0 or inputs.shape[0] != targets.shape[0]:
+            raise ValueError(f"inputs ({inputs.shape[0]}) and targets ({targets.shape[0]}) must hold the "
+                             "same, non-zero number of samples")
+        x = inputs.to(device=first.device, dtype=first.dtype if inputs.is_floating_point() else inputs.dtype)
+        classes = targets.dim() == 1 and not targets.is_floating_point() and not targets.is_complex()
+        if self.loss == "cross_entropy" and not classes:
+            raise ValueError(f"cross_entropy targets must be 1-D integer class indices, got "
+                             f"{targets.dtype} {tuple(targets.shape)}")
+        if classes:
+            y = targets.to(device=first.device, dtype=torch.int64)
+        elif targets.is_floating_point():
+            y = targets.reshape(targets.shape[0], -1).to(device=first.device, dtype=first.dtype)
+        else:
+            raise ValueError(f"mse targets must be floats [N] / [N, C] or integer class indices [N], got "
+                             f"{targets.dtype} {tuple(targets.shape)}")
+        self.has_accuracy = classes
+        return x.contiguous(), y.contiguous()
+
+    # -- chunking -------------------------------------------------------------------------------
+
+    def _row_chunks(self, line: LinePoints) -> list[slice]:
+        n = self.n_samples
+        size = self.bn_group if self.bn == "batch" else (self._chunk_size or self._budget_rows(line))
+        return [slice(start, min(start + size, n)) for start in range(0, n, size)]
+
+    def _budget_rows(self, line: LinePoints) -> int:
+        """Rows per chunk such that the summed activations of one forward fit the budget."""
+        probe = min(self.n_samples, 4)
+        total = [0]
+
+        def hook(_module, _inputs, output):
+            for t in output if isinstance(output, (tuple, list)) else (output,):
+                if isinstance(t, Tensor):
+                    total[0] += t.numel() * t.element_size()
+
+        handles = [m.register_forward_hook(hook) for m in self.model.modules()]
+        try:
+            with torch.no_grad():
+                line.forward(0.0, self.inputs[:probe])
+        finally:
+            for h in handles:
+                h.remove()
+        per_row = max(1, total[0] // probe)
+        self._chunk_size = int(max(1, min(self.n_samples, self.memory_budget // per_row)))
+        return self._chunk_size
+
+    def _point_chunk(self, rows: int, out_per_row: int, k: int) -> int:
+        """Points per strategy call: outputs ``[k, rows, C]`` within the memory budget."""
+        return int(max(1, min(k, self.memory_budget // max(1, 4 * rows * out_per_row))))
+
+    # -- measurement ----------------------------------------------------------------------------
+
+    def measure(self, direction, positions, *, params: Mapping[str, Tensor] | None = None,
+                buffers: Mapping[str, Tensor] | None = None, slope: bool = True) -> LineMeasurement:
+        """Measure the line ``θ_t + s·û`` at ``positions``.
+
+        Args:
+            direction: ``{name: tensor}`` over the trainable parameters (missing names = zero) or
+                a flat tensor in ``named_parameters()`` order; normalised here (any scale).
+            positions: ``[K]`` distances along û (float64).
+            params: θ_t for some/all parameters (default: the model's current values).
+            buffers: buffer values at θ_t (default: the model's current buffers).
+            slope: also compute the exact slopes at s = 0 (one jvp pass over the data).
+
+        Returns:
+            ``LineMeasurement``.
+
+        Raises:
+            ValueError: zero/non-finite direction, bad names or shapes, bad positions.
+            RuntimeError: the double evaluation of s = 0 disagreed (hidden randomness).
+        """
+        pos = _check_positions(positions)
+        line = LinePoints(self.model, direction, params=params, buffers=buffers)
+        with preserved_rng(), measurement_modes(self.model, self.bn):
+            chunks = self._row_chunks(line)
+            if self.self_check and not self._checked:
+                self._double_check(line, chunks[0])
+            sample_loss, line_sum, correct = self._values(line, pos, chunks)
+            slopes = self._slopes(line, chunks) if slope else None
+        n = self.n_samples
+        accuracy = (correct.cpu().numpy() / n).astype(np.float64) if self.has_accuracy \
+            else np.full(pos.size, np.nan)
+        if slopes is None:
+            slope0, sample_slope0 = float("nan"), np.full(n, np.nan)
+        else:
+            sample_slope0 = slopes.cpu().numpy()
+            slope0 = float(slopes.sum()) / n
+        return LineMeasurement(
+            positions=pos, loss=line_sum.cpu().numpy() / n, sample_loss=sample_loss.cpu().numpy(),
+            accuracy=accuracy, slope0=slope0, sample_slope0=sample_slope0,
+            direction_length=line.direction_length, params_norm=line.params_norm, bn=self.bn,
+            bn_group=self.bn_group, strategy=self.strategy.name, loss_name=self.loss,
+        )
+
+    def _double_check(self, line: LinePoints, rows: slice) -> None:
+        with torch.no_grad():
+            a = line.forward(0.0, self.inputs[rows])
+            b = line.forward(0.0, self.inputs[rows])
+        if not torch.equal(a, b):
+            raise RuntimeError(
+                "evaluating the same point twice gave different outputs: the model's forward is not "
+                "deterministic (functional dropout, noise layers, or nondeterministic kernels — try "
+                "torch.use_deterministic_algorithms(True)); a loss line needs a deterministic function"
+            )
+        self._checked = True
+
+    def _targets_for(self, rows: slice, k: int) -> Tensor:
+        y = self.targets[rows]
+        return y.repeat(k) if y.dim() == 1 else y.repeat(k, 1)
+
+    def _values(self, line: LinePoints, pos: np.ndarray, chunks: list[slice]) -> tuple[Tensor, Tensor, Tensor]:
+        k_total = pos.size
+        sample_loss = None
+        line_sum = torch.zeros(k_total, dtype=torch.float64, device=line.device)
+        correct = torch.zeros(k_total, dtype=torch.int64, device=line.device)
+        k_step = None
+        with torch.no_grad():
+            for rows in chunks:
+                x = self.inputs[rows]
+                n = x.shape[0]
+                start = 0
+                while start < k_total:
+                    stop = k_total if k_step is None else min(k_total, start + k_step)
+                    if k_step is None:  # first call: one point, then size chunks from its output
+                        stop = start + 1
+                    out = self.strategy.outputs(line, pos[start:stop], x)
+                    k = stop - start
+                    logits = self._as_logits(out, k, n)
+                    red = reduce_loss(logits, self._targets_for(rows, k), loss=self.loss, lines=k,
+                                      backend=self.backend)
+                    if sample_loss is None:
+                        sample_loss = torch.empty(k_total, self.n_samples, dtype=red.sample_loss.dtype,
+                                                  device=line.device)
+                        k_step = self._point_chunk(n, logits.shape[1], k_total)
+                    sample_loss[start:stop, rows] = red.sample_loss.view(k, n)
+                    line_sum[start:stop] += red.line_sum
+                    correct[start:stop] += red.correct
+                    start = stop
+        return sample_loss, line_sum, correct
+
+    def _as_logits(self, out: Tensor, k: int, n: int) -> Tensor:
+        """``[k, n, ...]`` outputs as line-major ``[k*n, C]`` logits, shape-checked."""
+        if out.shape[:2] != (k, n):
+            raise ValueError(f"strategy returned outputs of shape {tuple(out.shape)}, expected [{k}, {n}, ...]")
+        logits = out.reshape(k * n, -1)
+        if self.loss == "cross_entropy" and out.dim() != 3:
+            raise ValueError(f"cross_entropy needs model outputs [n, C], got per-point shape {tuple(out.shape[1:])}")
+        if self.targets.dim() == 2 and logits.shape[1] != self.targets.shape[1]:
+            raise ValueError(f"mse: model outputs have {logits.shape[1]} values per sample, targets "
+                             f"{self.targets.shape[1]}")
+        return logits
+
+    def _slopes(self, line: LinePoints, chunks: list[slice]) -> Tensor:
+        """``[N]`` float64 exact ``dℓ_i/ds`` at s = 0, by forward-mode AD per chunk (group)."""
+        out = torch.empty(self.n_samples, dtype=torch.float64, device=line.device)
+        s0 = torch.zeros((), dtype=line.dtype, device=line.device)
+        one = torch.ones((), dtype=line.dtype, device=line.device)
+        for rows in chunks:
+            x, y = self.inputs[rows], self.targets[rows]
+            with forward_ad.dual_level():
+                s = _make_dual(s0, one)
+                logits = self._as_logits(line.forward_dual(s, x).unsqueeze(0), 1, x.shape[0])
+                per_sample = reduce_loss_reference(logits, y, loss=self.loss, lines=1).sample_loss
+                tangent = forward_ad.unpack_dual(per_sample).tangent
+            out[rows] = tangent.detach().to(torch.float64)
+        return out
+
+
+def _make_dual(primal: Tensor, tangent: Tensor) -> Tensor:
+    """``forward_ad.make_dual``; its first call makes torch script its jvp decompositions, which
+    raises torch's own deprecation FutureWarning for ``torch.jit.script`` — silenced here, narrowly."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+        return forward_ad.make_dual(primal, tangent)
+
+
+def measure_line(model: nn.Module, inputs: Tensor, targets: Tensor, direction, positions, *,
+                 bn: str = "running", bn_group: int | None = None, loss: str = "cross_entropy",
+                 params: Mapping[str, Tensor] | None = None, buffers: Mapping[str, Tensor] | None = None,
+                 strategy: str = "loop", slope: bool = True, chunk_size: int | None = None,
+                 dropout: str = "off", memory_budget: int = DEFAULT_MEMORY_BUDGET) -> LineMeasurement:
+    """Measure one loss line: ``LineEvaluator(model, inputs, targets, ...).measure(direction, positions)``.
+
+    See ``LineEvaluator`` for the arguments and ``LineMeasurement`` for the result. The slope uses
+    the plain-PyTorch loss reference (forward-mode AD), the values the dispatched kernel.
+    """
+    evaluator = LineEvaluator(model, inputs, targets, bn=bn, bn_group=bn_group, loss=loss, strategy=strategy,
+                              dropout=dropout, chunk_size=chunk_size, memory_budget=memory_budget)
+    return evaluator.measure(direction, positions, params=params, buffers=buffers, slope=slope)

@@ -1,0 +1,129 @@
+"""One line through parameter space, ``θ(s) = θ_t + s·û``, as a pure function of s (DESIGN §1).
+
+``LinePoints`` binds a model to θ_t and the unit direction û and evaluates the model at any s with
+``torch.func.functional_call``: every point is built from the pristine θ_t, never by moving the
+model's parameters. For float32 models the point is rounded once from float64
+(``fl32(θ_t + s·û)``), so ``θ(0) == θ_t`` bit for bit and no rounding accumulates with |s|.
+The model's own parameters and buffers are never handed to the forward: buffers are copied once,
+so a train-mode BatchNorm forward updates the copies' running statistics, not the model's.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from losslines.engine.directions import tensor_norm
+
+
+def _as_direction_dict(direction, trainable: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Direction as ``{name: tensor}`` over the trainable parameters (missing names = zero)."""
+    if isinstance(direction, Tensor):
+        total = sum(p.numel() for p in trainable.values())
+        if direction.dim() != 1 or direction.numel() != total:
+            raise ValueError(
+                f"a flat direction must be 1-D with {total} entries (the trainable parameters in "
+                f"named_parameters() order), got shape {tuple(direction.shape)}"
+            )
+        out, offset = {}, 0
+        for name, p in trainable.items():
+            out[name] = direction[offset: offset + p.numel()].view(p.shape)
+            offset += p.numel()
+        return out
+    if not isinstance(direction, Mapping):
+        raise ValueError(f"direction must be a mapping name -> tensor or a flat tensor, got {type(direction).__name__}")
+    extra = sorted(set(direction) - set(trainable))
+    if extra:
+        raise ValueError(f"direction has entries {extra[:3]} that are not trainable parameters of the model")
+    out = {}
+    for name, p in trainable.items():
+        d = direction.get(name)
+        if d is None:
+            out[name] = torch.zeros_like(p, memory_format=torch.contiguous_format)
+            continue
+        if tuple(d.shape) != tuple(p.shape):
+            raise ValueError(f"direction[{name!r}] has shape {tuple(d.shape)}, parameter has {tuple(p.shape)}")
+        out[name] = d
+    return out
+
+
+class LinePoints:
+    """The model restricted to the line ``θ_t + s·û``.
+
+    Args:
+        model: the model; only read (its parameters, buffers and names).
+        direction: ``{name: tensor}`` over trainable parameters (missing = 0) or a flat vector
+            in ``named_parameters()`` order of the trainable parameters; normalised here.
+        params: optional θ_t for some or all parameters (default: the model's current values).
+        buffers: optional buffer values (default: the model's current buffers); always copied.
+
+    Attributes:
+        direction_length: ‖direction‖ as given (float64).
+        params_norm: ‖θ_t‖ over the trainable parameters (float64).
+        dtype, device: of the trainable parameters (the dtype the model runs in).
+
+    Raises:
+        ValueError: zero or non-finite direction, unknown names, mismatched shapes.
+    """
+
+    def __init__(self, model: nn.Module, direction, *, params: Mapping[str, Tensor] | None = None,
+                 buffers: Mapping[str, Tensor] | None = None):
+        self.model = model
+        named = dict(model.named_parameters())
+        trainable = {n: p for n, p in named.items() if p.requires_grad}
+        if not trainable:
+            raise ValueError("the model has no trainable parameters (requires_grad=True)")
+        params = dict(params or {})
+        unknown = sorted(set(params) - set(named))
+        if unknown:
+            raise ValueError(f"params has entries {unknown[:3]} that are not parameters of the model")
+        theta = {}
+        for name, p in named.items():
+            value = params.get(name, p).detach()
+            if value.shape != p.shape:
+                raise ValueError(f"params[{name!r}] has shape {tuple(value.shape)}, parameter has {tuple(p.shape)}")
+            theta[name] = value.to(device=p.device, dtype=p.dtype)
+        first = next(iter(trainable.values()))
+        self.dtype, self.device = first.dtype, first.device
+        vector = _as_direction_dict(direction, trainable)
+        self.direction_length = tensor_norm(vector.values())
+        if not math.isfinite(self.direction_length):
+            raise ValueError("the direction contains NaN or inf")
+        if self.direction_length == 0.0:
+            raise ValueError("the direction is zero (the step did not move the parameters); "
+                             "a line needs a non-zero update direction")
+        self.names = list(trainable)
+        self.frozen = {n: v for n, v in theta.items() if n not in trainable}
+        # float64 copies: points are rounded once, fl(θ_t + s·û).
+        self.theta64 = {n: theta[n].to(torch.float64) for n in self.names}
+        self.uhat64 = {n: vector[n].detach().to(device=theta[n].device, dtype=torch.float64) / self.direction_length
+                       for n in self.names}
+        self.theta = {n: theta[n] for n in self.names}
+        self.uhat = {n: self.uhat64[n].to(theta[n].dtype) for n in self.names}
+        self.params_norm = tensor_norm(self.theta64.values())
+        given = dict(buffers or {})
+        own = dict(model.named_buffers())
+        unknown = sorted(set(given) - set(own))
+        if unknown:
+            raise ValueError(f"buffers has entries {unknown[:3]} that are not buffers of the model")
+        self.buffers = {n: given.get(n, b).detach().clone() for n, b in own.items()}
+
+    def params_at(self, s: float) -> dict[str, Tensor]:
+        """All parameters at distance ``s`` (float) along û, in the parameters' dtypes."""
+        out = {n: (self.theta64[n] + float(s) * self.uhat64[n]).to(self.theta[n].dtype) for n in self.names}
+        out.update(self.frozen)
+        return out
+
+    def forward(self, s: float, x: Tensor) -> Tensor:
+        """Model output at ``θ(s)`` for inputs ``x`` (caller chooses grad mode and module modes)."""
+        return functional_call(self.model, (self.params_at(s), self.buffers), (x,))
+
+    def forward_dual(self, s: Tensor, x: Tensor) -> Tensor:
+        """Model output at ``θ_t + s·û`` for a 0-d tensor ``s`` (differentiable in s, e.g. for jvp)."""
+        params = {n: self.theta[n] + s * self.uhat[n] for n in self.names}
+        params.update(self.frozen)
+        return functional_call(self.model, (params, self.buffers), (x,))

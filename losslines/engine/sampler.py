@@ -1,0 +1,292 @@
+"""``LineSampler``: the hook that measures loss lines inside anyone's training loop (DESIGN §1–2).
+
+::
+
+    sampler = LineSampler(model, grid=make_grid(), schedule=Schedule.every(),
+                          train=(x, y), val=(xv, yv), bn="batch", bn_group=128)
+    for step, (xb, yb, ids) in enumerate(loader):
+        loss = F.cross_entropy(model(xb), yb); optimizer.zero_grad(); loss.backward()
+        with sampler.measure(step, optimizer, batch=(xb, yb), batch_ids=ids, epoch=epoch):
+            optimizer.step()           # or, with source = SGDDirection(model, lr): source.step()
+
+On a step off the schedule the block just runs. On a scheduled step the sampler snapshots θ_t
+(parameters) and the buffers, runs the block (the training step), takes the step's direction
+from the source (``OptimizerStepDirection`` around a torch optimizer, or an ``SGDDirection``
+whose ``step()`` ran in the block) and measures at θ_t along û:
+
+* the train and val lines on the grid core plus the extra point ``s = update_step``, with the
+  sampler's ``bn`` semantics (groups of ``bn_group``);
+* the direction batch on the same points, in the BatchNorm mode it was trained in: if the model
+  was in train mode when ``measure`` was entered, train-mode statistics over the batch as one
+  group; otherwise running statistics;
+* exact slopes at 0 for every split, and enlargement rings while the train line's minimum lies
+  on the edge of the measured region (every split is measured on each ring; unmeasured = NaN).
+
+It emits one record per line: a dict of numpy values whose keys, shapes and dtypes are those of
+``losslines.store.schema.line_specs(sampler.layout())`` without the line dimension (per-sample
+losses are float32; a store may keep them as float16). The model after the block is exactly what
+the optimizer produced: measuring never touches it.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from losslines.engine.directions import (Direction, DirectionSource, OptimizerStepDirection, SGDDirection,
+                                         trainable_parameters)
+from losslines.engine.evaluator import DEFAULT_MEMORY_BUDGET, LineEvaluator, LineMeasurement
+from losslines.engine.grid import Grid
+from losslines.engine.schedule import Schedule
+from losslines.store.schema import SPLITS, StoreLayout, line_specs
+
+# |slope0_batch + direction_norm| / direction_norm above this fails the plain-SGD check.
+SGD_SLOPE_RTOL = 1e-3
+
+
+class LineSampler:
+    """Measures a line at every scheduled training step (see the module docstring).
+
+    Args:
+        model: the trained model.
+        grid: the run's ``Grid``.
+        schedule: which steps are measured.
+        train: ``(inputs [N, ...], targets [N])``, the fixed measurement subset of the training set.
+        val: optional held-out ``(inputs, targets)``.
+        bn: ``"batch"`` or ``"running"``, for the train and val lines.
+        bn_group: samples per BatchNorm group in ``bn="batch"`` (the training batch size).
+        loss: ``"cross_entropy"`` or ``"mse"``.
+        sample_losses: splits whose per-sample losses go into the record (default: all measured).
+        sink: called with each record (e.g. a store writer's ``append``); default: kept in
+            ``self.records``.
+        strategy, dropout, chunk_size, memory_budget: passed to ``LineEvaluator``.
+        measure_batch: measure the direction batch (then ``batch=`` is required at measured steps).
+        batch_size: slots of the batch arrays (default: the size of the first measured batch;
+            smaller batches are padded with NaN losses and id -1).
+        slope: compute exact slopes at 0.
+        check_sgd_slope: for an ``SGDDirection`` with momentum 0 and weight decay 0, require
+            ``slope0_batch == -direction_norm`` (relative tolerance 1e-3): the built-in check
+            that the measured batch loss is the loss that was differentiated.
+
+    Raises:
+        ValueError: bad names/settings (listing valid ones), sample_losses naming absent splits.
+    """
+
+    def __init__(self, model: nn.Module, *, grid: Grid, schedule: Schedule, train: tuple[Tensor, Tensor],
+                 val: tuple[Tensor, Tensor] | None = None, bn: str = "batch", bn_group: int | None = 128,
+                 loss: str = "cross_entropy", sample_losses: Sequence[str] | None = None,
+                 sink: Callable[[dict], object] | None = None, strategy: str = "loop", dropout: str = "off",
+                 chunk_size: int | None = None, memory_budget: int = DEFAULT_MEMORY_BUDGET,
+                 measure_batch: bool = True, batch_size: int | None = None, slope: bool = True,
+                 check_sgd_slope: bool = True):
+        if not isinstance(grid, Grid) or not isinstance(schedule, Schedule):
+            raise ValueError("grid must be a Grid (make_grid) and schedule a Schedule")
+        self.model, self.grid, self.schedule, self.loss = model, grid, schedule, loss
+        self.sink, self.slope, self.check_sgd_slope = sink, slope, check_sgd_slope
+        self._eval_kwargs = dict(loss=loss, strategy=strategy, dropout=dropout, memory_budget=memory_budget)
+        group = bn_group if bn == "batch" else None
+        self.evaluators: dict[str, LineEvaluator] = {
+            "train": LineEvaluator(model, *train, bn=bn, bn_group=group, chunk_size=chunk_size, **self._eval_kwargs)
+        }
+        if val is not None:
+            self.evaluators["val"] = LineEvaluator(model, *val, bn=bn, bn_group=group, chunk_size=chunk_size,
+                                                   **self._eval_kwargs)
+        self.measure_batch = measure_batch
+        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        self.batch_size = batch_size
+        measured = [s for s in SPLITS if s in self.evaluators or (s == "batch" and measure_batch)]
+        if sample_losses is None:
+            sample_losses = measured
+        absent = [s for s in sample_losses if s not in measured]
+        if absent:
+            raise ValueError(f"sample_losses names {absent} but those splits are not measured; measured: {measured}")
+        self.sample_losses = tuple(s for s in SPLITS if s in sample_losses)
+        self.records: list[dict] = []
+        self._wrapped: list[tuple[torch.optim.Optimizer, OptimizerStepDirection]] = []
+        self._trainable = list(trainable_parameters(model))
+
+    # -- public ---------------------------------------------------------------------------------
+
+    def layout(self, *, sample_dtype: str = "float16", **kwargs) -> StoreLayout:
+        """The ``StoreLayout`` of this sampler's records (``kwargs``: line_chunk, sample_block).
+
+        Raises:
+            ValueError: the batch is measured but its size is not known yet (pass batch_size).
+        """
+        if self.measure_batch and self.batch_size is None:
+            raise ValueError("the batch size is not known before the first measured batch; pass batch_size=")
+        val = self.evaluators.get("val")
+        return StoreLayout(n_points=self.grid.n_points, n_train=self.evaluators["train"].n_samples,
+                           n_val=val.n_samples if val is not None else 0,
+                           batch_size=self.batch_size if self.measure_batch else 0,
+                           sample_losses=self.sample_losses, sample_dtype=sample_dtype, **kwargs)
+
+    def should_measure(self, step: int) -> bool:
+        """Is a line measured at training step ``step``? (The schedule's answer.)"""
+        return self.schedule.should_measure(step)
+
+    @contextmanager
+    def measure(self, step: int, source, *, batch: tuple[Tensor, Tensor] | None = None,
+                batch_ids=None, epoch: int = 0) -> Iterator[None]:
+        """Context manager around one training step (see the module docstring).
+
+        Args:
+            step: training step (>= 0), checked against the schedule.
+            source: a ``torch.optim.Optimizer`` (wrapped in ``OptimizerStepDirection``) or a
+                ``DirectionSource`` such as ``SGDDirection``.
+            batch: ``(inputs [B, ...], targets [B])`` of the direction batch.
+            batch_ids: ``[B]`` dataset ids of the batch (default: -1, unknown).
+            epoch: training epoch, stored with the line.
+
+        Raises:
+            ValueError: bad source, missing batch, zero update direction.
+            RuntimeError: the plain-SGD slope check failed.
+        """
+        if not self.schedule.should_measure(step):
+            yield
+            return
+        src = self._source(source)
+        if self.measure_batch and batch is None:
+            raise ValueError(f"step {step} is measured and measure_batch=True, but no batch= was given")
+        trained_bn = "batch" if self.model.training else "running"
+        theta_t = src.begin()
+        buffers_t = {n: b.detach().clone() for n, b in self.model.named_buffers()}
+        try:
+            yield
+        except BaseException:
+            src.abort()
+            raise
+        direction = src.end()
+        record = self._measure_line(step, epoch, direction, theta_t, buffers_t, batch, batch_ids, trained_bn)
+        self._check_sgd(src, record)
+        if self.sink is not None:
+            self.sink(record)
+        else:
+            self.records.append(record)
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _source(self, source) -> DirectionSource:
+        if isinstance(source, torch.optim.Optimizer):
+            for opt, wrapper in self._wrapped:
+                if opt is source:
+                    return wrapper
+            wrapper = OptimizerStepDirection(source, self.model)
+            self._wrapped.append((source, wrapper))
+            return wrapper
+        if isinstance(source, DirectionSource):
+            if list(source.params) != self._trainable:
+                raise ValueError("the direction source moves other parameters than the model's trainable ones")
+            return source
+        raise ValueError(f"source must be a torch.optim.Optimizer or a DirectionSource, got {type(source).__name__}")
+
+    def _batch_evaluator(self, batch, trained_bn: str) -> LineEvaluator:
+        xb, yb = batch
+        n = xb.shape[0]
+        if self.batch_size is None:
+            self.batch_size = n
+        if n > self.batch_size:
+            raise ValueError(f"batch of {n} samples exceeds batch_size={self.batch_size} slots")
+        return LineEvaluator(self.model, xb, yb, bn=trained_bn, bn_group=n if trained_bn == "batch" else None,
+                             **self._eval_kwargs)
+
+    def _measure_line(self, step: int, epoch: int, direction: Direction, theta_t: dict, buffers_t: dict,
+                      batch, batch_ids, trained_bn: str) -> dict:
+        evaluators = dict(self.evaluators)
+        if self.measure_batch:
+            evaluators["batch"] = self._batch_evaluator(batch, trained_bn)
+        grid, positions = self.grid, self.grid.positions
+        kwargs = dict(params=theta_t, buffers=buffers_t)
+        core = grid.ring_indices(0)
+        points = np.append(positions[core], direction.update_step)
+        out = {}
+        for split, ev in evaluators.items():
+            m = ev.measure(direction.vector, points, slope=self.slope, **kwargs)
+            out[split] = _LineArrays.empty(grid.n_points, ev.n_samples, m)
+            out[split].fill(core, m, upto=core.size)
+        n_rings = 0
+        while n_rings < grid.max_enlargements and self._min_on_edge(out["train"].loss, n_rings):
+            n_rings += 1
+            ring = grid.ring_indices(n_rings)
+            for split, ev in evaluators.items():
+                out[split].fill(ring, ev.measure(direction.vector, positions[ring], slope=False, **kwargs))
+        return self._record(step, epoch, direction, out, batch_ids)
+
+    def _min_on_edge(self, loss: np.ndarray, n_rings: int) -> bool:
+        mask = self.grid.measured_mask(n_rings)
+        idx = np.flatnonzero(mask)
+        best = idx[int(np.argmin(loss[idx]))]
+        return best in self.grid.edge_indices(n_rings)
+
+    def _record(self, step: int, epoch: int, direction: Direction, out: dict, batch_ids) -> dict:
+        values = {"step": step, "epoch": epoch, "lr": direction.lr, "direction_norm": direction.direction_norm,
+                  "update_step": direction.update_step}
+        for split, arr in out.items():
+            values[f"loss_{split}"] = arr.loss
+            values[f"acc_{split}"] = arr.accuracy
+            values[f"loss_at_update_{split}"] = arr.loss_at_update
+            values[f"slope0_{split}"] = arr.slope0
+        for split in self.sample_losses:
+            values[f"sample_loss_{split}"] = _pad(out[split].sample_loss, self.batch_size) if split == "batch" \
+                else out[split].sample_loss
+        if self.measure_batch:
+            values["batch_ids"] = self._batch_ids(batch_ids, out["batch"].sample_loss.shape[1])
+        record = {}
+        for spec in line_specs(self.layout(sample_dtype="float32")):
+            record[spec.name] = np.asarray(values[spec.name], dtype=spec.dtype)
+        return record
+
+    def _batch_ids(self, batch_ids, n: int) -> np.ndarray:
+        ids = np.full(self.batch_size, -1, dtype=np.int64)
+        if batch_ids is not None:
+            given = np.asarray(batch_ids.cpu() if isinstance(batch_ids, Tensor) else batch_ids, dtype=np.int64)
+            if given.shape != (n,):
+                raise ValueError(f"batch_ids must have shape ({n},) like the batch, got {given.shape}")
+            ids[:n] = given
+        return ids
+
+    def _check_sgd(self, src: DirectionSource, record: dict) -> None:
+        if not (self.check_sgd_slope and self.slope and self.measure_batch and isinstance(src, SGDDirection)
+                and src.momentum == 0 and src.weight_decay == 0):
+            return
+        slope, norm = float(record["slope0_batch"]), float(record["direction_norm"])
+        if abs(slope + norm) > SGD_SLOPE_RTOL * norm:
+            raise RuntimeError(
+                f"plain-SGD check failed at step {int(record['step'])}: slope0_batch = {slope:.6g} but "
+                f"-‖g‖ = {-norm:.6g}; the measured batch loss is not the loss that was differentiated "
+                "(dropout or other randomness in training, a different loss or regulariser, gradient "
+                "accumulation, a different BatchNorm mode). Pass check_sgd_slope=False if intended."
+            )
+
+
+def _pad(sample_loss: np.ndarray, slots: int) -> np.ndarray:
+    """``[K, n]`` → ``[K, slots]`` with NaN in the unused slots."""
+    out = np.full((sample_loss.shape[0], slots), np.nan, dtype=np.float32)
+    out[:, : sample_loss.shape[1]] = sample_loss
+    return out
+
+
+class _LineArrays:
+    """The full-grid arrays of one split of one line, NaN where not measured."""
+
+    def __init__(self, loss, accuracy, sample_loss, loss_at_update, slope0):
+        self.loss, self.accuracy, self.sample_loss = loss, accuracy, sample_loss
+        self.loss_at_update, self.slope0 = loss_at_update, slope0
+
+    @classmethod
+    def empty(cls, n_points: int, n_samples: int, first: LineMeasurement) -> "_LineArrays":
+        return cls(np.full(n_points, np.nan), np.full(n_points, np.nan),
+                   np.full((n_points, n_samples), np.nan, dtype=np.float32),
+                   float(first.loss[-1]), first.slope0)
+
+    def fill(self, where: np.ndarray, m: LineMeasurement, upto: int | None = None) -> None:
+        """Copy the first ``upto`` points of ``m`` (default: all) to grid indices ``where``."""
+        k = m.loss.size if upto is None else upto
+        self.loss[where] = m.loss[:k]
+        self.accuracy[where] = m.accuracy[:k]
+        self.sample_loss[where] = m.sample_loss[:k].astype(np.float32)

@@ -1,0 +1,170 @@
+"""The evaluator against independent oracles: closed-form parabolas and a float64 re-implementation."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from losslines.engine.evaluator import LineEvaluator, measure_line
+
+POSITIONS = np.linspace(-0.6, 0.6, 13)
+
+
+def closed_form_parabola(model: nn.Linear, direction: dict, x: torch.Tensor, t: torch.Tensor):
+    """L(s) = A s² + B s + C of mean_i mean_c (W x_i + b − t_i)_c² along û (numpy, float64)."""
+    W, b = model.weight.detach().double().numpy(), model.bias.detach().double().numpy()
+    dW, db = direction["weight"].double().numpy(), direction["bias"].double().numpy()
+    norm = np.sqrt((dW ** 2).sum() + (db ** 2).sum())
+    X, T = x.double().numpy(), t.double().numpy()
+    r0 = X @ W.T + b - T
+    a = (X @ dW.T + db) / norm
+    return (a ** 2).mean(), 2 * (r0 * a).mean(), (r0 ** 2).mean()
+
+
+@pytest.mark.parametrize("dtype, rtol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+def test_quadratic_model_gives_the_exact_parabola(dtype, rtol):
+    torch.manual_seed(0)
+    model = nn.Linear(6, 3).to(dtype)
+    x, t = torch.randn(40, 6, dtype=dtype), torch.randn(40, 3, dtype=dtype)
+    g = torch.Generator().manual_seed(3)
+    direction = {"weight": torch.randn(3, 6, generator=g, dtype=dtype), "bias": torch.randn(3, generator=g, dtype=dtype)}
+    A, B, C = closed_form_parabola(model, direction, x, t)
+    m = measure_line(model, x, t, direction, POSITIONS, loss="mse")
+    np.testing.assert_allclose(m.loss, A * POSITIONS ** 2 + B * POSITIONS + C, rtol=rtol)
+    assert m.slope0 == pytest.approx(B, rel=rtol)
+    np.testing.assert_allclose(m.sample_slope0.mean(), B, rtol=rtol)
+    if dtype == torch.float64:  # the measured points are an exact parabola with the closed-form vertex
+        c2, c1, c0 = np.polyfit(POSITIONS, m.loss, 2)
+        assert -c1 / (2 * c2) == pytest.approx(-B / (2 * A), rel=1e-9)
+        assert np.abs(np.polyval(np.polyfit(POSITIONS, m.loss, 3), POSITIONS) - m.loss).max() < 1e-12
+    assert np.isnan(m.accuracy).all()  # regression targets: accuracy undefined
+
+
+def oracle_line(model, x, y, direction, positions, bn, bn_group):
+    """Plain float64 loop: deepcopy, parameters set by hand, BN mode set on the copy."""
+    ref = copy.deepcopy(model).double()
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    norm = torch.sqrt(sum((direction[n].double() ** 2).sum() for n in names))
+    uhat = {n: direction[n].double() / norm for n in names}
+    theta = {n: p.detach().double().clone() for n, p in ref.named_parameters()}
+    x, groups = x.double(), []
+    losses = []
+    for s in positions:
+        with torch.no_grad():
+            for n, p in ref.named_parameters():
+                p.copy_(theta[n] + float(s) * uhat[n] if n in uhat else theta[n])
+            if bn == "running":
+                ref.eval()
+                losses.append(F.cross_entropy(ref(x), y, reduction="none"))
+            else:
+                ref.train()  # momentum is irrelevant: the copy's buffers are thrown away
+                groups = range(0, x.shape[0], bn_group)
+                losses.append(torch.cat([F.cross_entropy(ref(x[i:i + bn_group]), y[i:i + bn_group], reduction="none")
+                                         for i in groups]))
+    # slope at 0 by reverse mode on the copy: ∇L(θ_t) · û
+    with torch.no_grad():
+        for n, p in ref.named_parameters():
+            p.copy_(theta[n])
+    ref.zero_grad()
+    if bn == "running":
+        ref.eval()
+        total = F.cross_entropy(ref(x), y, reduction="sum")
+    else:
+        ref.train()
+        total = sum(F.cross_entropy(ref(x[i:i + bn_group]), y[i:i + bn_group], reduction="sum")
+                    for i in range(0, x.shape[0], bn_group))
+    (total / x.shape[0]).backward()
+    params = dict(ref.named_parameters())
+    slope = sum((params[n].grad * uhat[n]).sum() for n in names).item()
+    return torch.stack(losses).numpy(), slope
+
+
+@pytest.mark.parametrize("bn, bn_group", [("running", None), ("batch", 16), ("batch", 20)])
+def test_engine_equals_float64_oracle_on_bn_cnn(tiny, bn, bn_group):
+    model = tiny.make_cnn()
+    x, y = tiny.make_data(48)
+    direction = tiny.random_direction(model)
+    positions = np.linspace(-0.5, 0.5, 11)
+    expected, slope = oracle_line(model, x, y, direction, positions, bn, bn_group)
+
+    m64 = measure_line(copy.deepcopy(model).double(), x, y, direction, positions, bn=bn, bn_group=bn_group)
+    assert m64.sample_loss.dtype == np.float64 and m64.sample_loss.shape == (11, 48)
+    np.testing.assert_allclose(m64.sample_loss, expected, rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(m64.loss, expected.mean(axis=1), rtol=1e-6)
+    assert m64.slope0 == pytest.approx(slope, rel=1e-6)
+
+    m32 = measure_line(model, x, y, direction, positions, bn=bn, bn_group=bn_group)
+    assert m32.sample_loss.dtype == np.float32
+    np.testing.assert_allclose(m32.loss, expected.mean(axis=1), rtol=1e-4)
+    np.testing.assert_allclose(m32.sample_loss, expected, rtol=1e-3, atol=1e-4)
+    assert m32.slope0 == pytest.approx(slope, rel=1e-3, abs=1e-5)
+    # accuracy is the fraction of correct argmax predictions (the oracle's sample losses say nothing
+    # about argmax, so compare against float64 predictions made directly)
+    assert ((0 <= m32.accuracy) & (m32.accuracy <= 1)).all()
+    np.testing.assert_array_equal(m32.positions, positions)
+
+
+def test_running_mode_does_not_depend_on_chunking(tiny):
+    model = tiny.make_cnn().double()
+    x, y = tiny.make_data(37)
+    direction = tiny.random_direction(model)
+    whole = measure_line(model, x, y, direction, POSITIONS)
+    chunked = measure_line(model, x, y, direction, POSITIONS, chunk_size=5)
+    tiny_budget = measure_line(model, x, y, direction, POSITIONS, memory_budget=20_000)
+    for other in (chunked, tiny_budget):
+        np.testing.assert_allclose(other.sample_loss, whole.sample_loss, rtol=1e-12)
+        np.testing.assert_allclose(other.loss, whole.loss, rtol=1e-12)
+        assert other.slope0 == pytest.approx(whole.slope0, rel=1e-10)
+        np.testing.assert_array_equal(other.accuracy, whole.accuracy)
+
+
+def test_accuracy_counts_argmax_hits(tiny):
+    model = tiny.make_cnn().double()
+    x, y = tiny.make_data(30)
+    direction = tiny.random_direction(model)
+    m = measure_line(model, x, y, direction, [0.0, 0.3])
+    model.eval()
+    with torch.no_grad():
+        acc0 = (model(x.double()).argmax(1) == y).double().mean().item()
+    assert m.accuracy[0] == pytest.approx(acc0, abs=1e-15)
+
+
+def test_flat_direction_equals_dict_direction_and_scale_does_not_matter(tiny):
+    model = tiny.make_cnn().double()
+    x, y = tiny.make_data(24)
+    direction = tiny.random_direction(model)
+    flat = torch.cat([direction[n].reshape(-1) for n, p in model.named_parameters()])
+    a = measure_line(model, x, y, direction, POSITIONS)
+    b = measure_line(model, x, y, 7.5 * flat, POSITIONS)
+    np.testing.assert_allclose(a.sample_loss, b.sample_loss, rtol=1e-12)
+    assert b.direction_length == pytest.approx(7.5 * a.direction_length, rel=1e-12)
+
+
+def test_missing_direction_entries_are_zero_and_explicit_params_are_used(tiny):
+    model = tiny.make_cnn().double()
+    x, y = tiny.make_data(24)
+    only_head = {"head.weight": torch.randn(5, 64, dtype=torch.float64)}
+    full = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
+    full.update(only_head)
+    a = measure_line(model, x, y, only_head, POSITIONS)
+    b = measure_line(model, x, y, full, POSITIONS)
+    np.testing.assert_array_equal(a.sample_loss, b.sample_loss)
+    # params= overrides θ_t: measuring from θ_t + 0.3 û at s equals measuring from θ_t at s + 0.3
+    norm = only_head["head.weight"].norm()
+    moved = {"head.weight": model.head.weight.detach() + 0.3 * only_head["head.weight"] / norm}
+    c = measure_line(model, x, y, only_head, POSITIONS - 0.3, params=moved)
+    np.testing.assert_allclose(c.loss, a.loss, rtol=1e-12)
+
+
+def test_evaluator_is_reusable_across_lines(tiny):
+    model = tiny.make_cnn()
+    x, y = tiny.make_data(32)
+    ev = LineEvaluator(model, x, y, bn="batch", bn_group=16)
+    d1, d2 = tiny.random_direction(model, seed=5), tiny.random_direction(model, seed=6)
+    first = ev.measure(d1, POSITIONS)
+    ev.measure(d2, POSITIONS)
+    again = ev.measure(d1, POSITIONS)
+    np.testing.assert_array_equal(first.sample_loss, again.sample_loss)
