@@ -18,9 +18,10 @@ def _images(rng: np.random.Generator, n: int, shape: tuple[int, ...]) -> np.ndar
     return rng.integers(0, 256, size=(n, *shape), dtype=np.uint8)
 
 
-def write_cifar(base: Path, variant: str, seed: int = 0) -> dict:
+def write_cifar(base: Path, variant: str, seed: int = 0, per_file: dict[str, int] | None = None) -> dict:
     """CIFAR-10 (``variant="cifar10"``: 5 train batches of 3 + test batch of 4) or CIFAR-100
-    (``"cifar100"``: train of 7, test of 5) python pickles under ``base``.
+    (``"cifar100"``: train of 7, test of 5) python pickles under ``base``; ``per_file`` overrides
+    the images per file (``per_file={"train": n, "test": m}``).
 
     Returns:
         ``{"train": (uint8 [N, 3, 32, 32], int64 [N]), "test": (...)}`` in id order.
@@ -36,6 +37,7 @@ def write_cifar(base: Path, variant: str, seed: int = 0) -> dict:
         splits = {"train": ["train"], "test": ["test"]}
         sizes = {"train": 7, "test": 5}
         meta_name, meta = "meta", {"fine_label_names": [f"f{i}" for i in range(100)], "coarse_label_names": []}
+    sizes.update(per_file or {})
     folder.mkdir(parents=True, exist_ok=True)
     written = {}
     for split, files in splits.items():
