@@ -7,8 +7,9 @@ measured grid points closest to ``s = 0``:
 
     slope = sum_j w_j L(s_j),   w = row 1 of pinv([1, s_j, s_j^2])
 
-The estimator is exact for quadratic lines. For a cubic term ``c s^3`` it is biased by
-``c * sum s^4 / sum s^2`` on a symmetric grid (``= 11.8 c h^2`` for ``m = 4``, spacing h), and
+The estimator is exact for quadratic lines, also on grids without a point at 0 (e.g. imported
+``arange(-0.5, 0.5, h)`` grids). For a cubic term ``c s^3`` it is biased by ``c * sum_j w_j s_j^3``
+(``= c * sum s^4 / sum s^2 = 11.8 c h^2`` on a symmetric grid with ``m = 4``, spacing h), and
 storage rounding ``delta`` per point adds noise of standard deviation ``delta / sqrt(sum s^2)``
 (``= delta / (7.7 h)`` for m = 4). Because it is linear, the slope of a mean over samples is the
 mean of the per-sample slopes: sub-batch slopes cost one matrix-vector product per line.
@@ -32,8 +33,8 @@ class SlopeStencil:
     Attributes:
         index: ``[P]`` grid indices used (P = 2m + 1 points closest to s = 0).
         weights: ``[P]`` weights; ``slope = losses[..., index] @ weights`` (nats per unit s).
-        bias_per_cubic: ``sum s^4 / sum s^2`` over the used points: the bias per unit of the
-            cubic coefficient of the line, in units of s^2.
+        bias_per_cubic: ``sum_j w_j s_j^3``: the bias per unit of the cubic coefficient of the
+            line, in units of s^2.
         noise_gain: ``sqrt(sum w^2)``: the slope's standard deviation per unit of independent
             per-point noise (1 / unit s).
     """
@@ -51,36 +52,33 @@ class SlopeStencil:
 
 
 def slope_stencil(position: np.ndarray, half_points: int = DEFAULT_HALF_POINTS) -> SlopeStencil:
-    """Least-squares slope-at-zero stencil of the ``2 * half_points + 1`` points nearest 0.
+    """Least-squares slope-at-zero stencil of the ``2 * half_points + 1`` finite points nearest 0.
 
     Args:
-        position: ``[K]`` grid (distance along the unit update direction), must contain 0.
-        half_points: m, points used on each side of 0 (>= 1).
+        position: ``[K]`` grid (distance along the unit update direction) spanning s = 0.
+        half_points: m (>= 1); the stencil uses 2m + 1 points.
 
     Raises:
-        ValueError: no grid point at 0, or too few finite points around it.
+        ValueError: the grid has fewer than 2m + 1 finite points or does not span 0.
     """
     position = check_grid(position)
     if half_points < 1:
         raise ValueError(f"half_points must be >= 1, got {half_points}")
     finite = np.flatnonzero(np.isfinite(position))
-    zero = finite[np.argmin(np.abs(position[finite]))]
-    spacing = np.median(np.diff(position[finite])) if finite.size > 1 else np.inf
-    if abs(position[zero]) > 1e-9 * max(spacing, 1.0):
-        raise ValueError(f"the grid has no point at s = 0 (closest: {position[zero]:g}); slopes need it")
-    at = int(np.searchsorted(finite, zero))
-    lo, hi = at - half_points, at + half_points + 1
-    if lo < 0 or hi > finite.size:
+    if finite.size < 2 * half_points + 1:
         raise ValueError(
-            f"slope stencil needs {half_points} finite grid points on each side of 0; use a smaller half_points"
+            f"slope stencil needs {2 * half_points + 1} finite grid points, the grid has {finite.size}; "
+            "use a smaller half_points"
         )
-    index = finite[lo:hi]
+    if not position[finite[0]] <= 0 <= position[finite[-1]]:
+        raise ValueError(f"the grid [{position[finite[0]]:g}, {position[finite[-1]]:g}] does not span s = 0")
+    index = np.sort(finite[np.argsort(np.abs(position[finite]), kind="stable")[: 2 * half_points + 1]])
     s = position[index]
     design = np.stack([np.ones_like(s), s, s * s], axis=1)
     weights = np.linalg.pinv(design)[1]
     return SlopeStencil(
         index=index,
         weights=weights,
-        bias_per_cubic=float(np.sum(s**4) / np.sum(s**2)),
+        bias_per_cubic=float(weights @ s**3),
         noise_gain=float(np.sqrt(np.sum(weights**2))),
     )

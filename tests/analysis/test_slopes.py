@@ -26,8 +26,16 @@ def test_cubic_bias_matches_the_stated_formula_and_polyfit_oracle():
     assert st.apply(np.sin(GRID)) == pytest.approx(ref, rel=1e-9)
 
 
-def test_needs_zero_and_enough_points():
-    with pytest.raises(ValueError, match="s = 0"):
-        slope_stencil(GRID + 0.003)
-    with pytest.raises(ValueError, match="each side"):
+def test_grid_without_zero_is_still_exact_on_quadratics():
+    grid = np.arange(-0.5, 0.5, 0.006)  # the original's kind of grid: 0 is not a point
+    assert np.min(np.abs(grid)) > 1e-4
+    st = slope_stencil(grid, 4)
+    assert st.apply(3.0 * grid**2 - 1.7 * grid + 0.4) == pytest.approx(-1.7, rel=1e-9)
+    assert st.apply(grid**3) == pytest.approx(st.bias_per_cubic, rel=1e-9)
+
+
+def test_needs_enough_points_spanning_zero():
+    with pytest.raises(ValueError, match="does not span"):
+        slope_stencil(GRID[100:])
+    with pytest.raises(ValueError, match="9 finite grid points"):
         slope_stencil(GRID[80:87], 4)
