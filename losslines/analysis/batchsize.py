@@ -87,7 +87,7 @@ def draw_batches(
             extra = np.empty((n_draws, 0), dtype=np.int64)
         else:
             slots = np.tile(np.arange(n_batch), (n_draws, 1))
-            extra = rng.permuted(np.tile(pool, (n_draws, 1)), axis=1)[:, : b - n_batch]
+            extra = np.stack([rng.choice(pool, size=b - n_batch, replace=False) for _ in range(n_draws)])
         out.append(BatchDraws(int(b), slots, extra))
     return out
 

@@ -198,6 +198,9 @@ def _sample_pass(source: LineSource, lines: LineRange, options: AnalysisOptions,
     iters = [source.blocks(f"sample_loss_{s}", lines, rows_per_block=rows) for s in present]
     means = {s: source.read(f"loss_{s}", lines) for s in present if source.has(f"loss_{s}")}
     batch_ids = source.read("batch_ids", lines) if pool is None else None
+    if batch_ids is not None and not (batch_ids >= 0).any():
+        res.notes.append("batch_ids are unknown (-1, e.g. an imported store): super-batches may repeat "
+                         "direction-batch samples")
     ids = source.sample_ids("train")
     lr = res.per_line.get("lr", np.full(len(lines), np.nan))
     slopes, own = [], []
