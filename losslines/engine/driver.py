@@ -116,9 +116,8 @@ class _Stepper:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
 
-    def zero_grad(self) -> None:
-        if self.optimizer is not None:
-            self.optimizer.zero_grad(set_to_none=True)
+    def zero_grad(self, model: torch.nn.Module) -> None:
+        model.zero_grad(set_to_none=True)
 
     def step(self) -> None:
         if self.sgd is not None:
@@ -313,7 +312,7 @@ def run(
                     xb = augment_batch(xb, cfg.data.augment, augment_gen)
                 stepper.set_lr(lr_at(t, step))
                 model.train()
-                stepper.zero_grad()
+                stepper.zero_grad(model)
                 loss = F.cross_entropy(model(xb), yb) if cfg.measure.loss == "cross_entropy" else \
                     F.mse_loss(model(xb), F.one_hot(yb, dataset.num_classes).to(xb.dtype))
                 loss.backward()
