@@ -3,7 +3,9 @@
 For a model with parameters θ_t, a direction u and positions ``s_1..s_K`` (Euclidean distances
 along û = u/‖u‖), ``LineEvaluator.measure`` returns every per-sample loss ``ℓ_i(θ_t + s_j·û)``
 (``[K, N]``), the mean loss per point ``L(s_j) = (1/N) Σ_i ℓ_i`` accumulated in float64, the
-accuracy per point and the exact slope ``L'(0) = dL/ds|_{s=0}`` from forward-mode ``jvp``.
+accuracy per point and the exact slope ``L'(0) = dL/ds|_{s=0}`` by forward-mode AD (a jvp through
+``functional_call`` with ``torch.autograd.forward_ad``: ``torch.func.jvp`` refuses the in-place
+running-statistics update inside a train-mode BatchNorm).
 
 Semantics (the measurement changes nothing):
 
@@ -267,9 +269,8 @@ class LineEvaluator:
                 n = x.shape[0]
                 start = 0
                 while start < k_total:
-                    stop = k_total if k_step is None else min(k_total, start + k_step)
-                    if k_step is None:  # first call: one point, then size chunks from its output
-                        stop = start + 1
+                    # the very first call evaluates one point; its output size fixes the point chunk
+                    stop = start + 1 if k_step is None else min(k_total, start + k_step)
                     out = self.strategy.outputs(line, pos[start:stop], x)
                     k = stop - start
                     logits = self._as_logits(out, k, n)

@@ -220,7 +220,9 @@ class LineSampler:
     def _min_on_edge(self, loss: np.ndarray, n_rings: int) -> bool:
         mask = self.grid.measured_mask(n_rings)
         idx = np.flatnonzero(mask)
-        best = idx[int(np.argmin(loss[idx]))]
+        if not np.isfinite(loss[idx]).any():  # a diverged line has no minimum to follow
+            return False
+        best = idx[int(np.nanargmin(np.where(np.isfinite(loss[idx]), loss[idx], np.nan)))]
         return best in self.grid.edge_indices(n_rings)
 
     def _record(self, step: int, epoch: int, direction: Direction, out: dict, batch_ids) -> dict:

@@ -9,6 +9,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from losslines.engine.evaluator import LineEvaluator, measure_line
+from losslines.engine.strategies import STRATEGIES
+
+# every implemented strategy passes the same oracle tests
+IMPLEMENTED = [name for name, cls in STRATEGIES.items() if cls is not None]
 
 POSITIONS = np.linspace(-0.6, 0.6, 13)
 
@@ -82,21 +86,23 @@ def oracle_line(model, x, y, direction, positions, bn, bn_group):
     return torch.stack(losses).numpy(), slope
 
 
+@pytest.mark.parametrize("strategy", IMPLEMENTED)
 @pytest.mark.parametrize("bn, bn_group", [("running", None), ("batch", 16), ("batch", 20)])
-def test_engine_equals_float64_oracle_on_bn_cnn(tiny, bn, bn_group):
+def test_engine_equals_float64_oracle_on_bn_cnn(tiny, bn, bn_group, strategy):
     model = tiny.make_cnn()
     x, y = tiny.make_data(48)
     direction = tiny.random_direction(model)
     positions = np.linspace(-0.5, 0.5, 11)
     expected, slope = oracle_line(model, x, y, direction, positions, bn, bn_group)
 
-    m64 = measure_line(copy.deepcopy(model).double(), x, y, direction, positions, bn=bn, bn_group=bn_group)
+    m64 = measure_line(copy.deepcopy(model).double(), x, y, direction, positions, bn=bn, bn_group=bn_group,
+                       strategy=strategy)
     assert m64.sample_loss.dtype == np.float64 and m64.sample_loss.shape == (11, 48)
     np.testing.assert_allclose(m64.sample_loss, expected, rtol=1e-6, atol=1e-12)
     np.testing.assert_allclose(m64.loss, expected.mean(axis=1), rtol=1e-6)
     assert m64.slope0 == pytest.approx(slope, rel=1e-6)
 
-    m32 = measure_line(model, x, y, direction, positions, bn=bn, bn_group=bn_group)
+    m32 = measure_line(model, x, y, direction, positions, bn=bn, bn_group=bn_group, strategy=strategy)
     assert m32.sample_loss.dtype == np.float32
     np.testing.assert_allclose(m32.loss, expected.mean(axis=1), rtol=1e-4)
     np.testing.assert_allclose(m32.sample_loss, expected, rtol=1e-3, atol=1e-4)
@@ -114,7 +120,8 @@ def test_running_mode_does_not_depend_on_chunking(tiny):
     whole = measure_line(model, x, y, direction, POSITIONS)
     chunked = measure_line(model, x, y, direction, POSITIONS, chunk_size=5)
     tiny_budget = measure_line(model, x, y, direction, POSITIONS, memory_budget=20_000)
-    for other in (chunked, tiny_budget):
+    one_point_at_a_time = measure_line(model, x, y, direction, POSITIONS, chunk_size=8, memory_budget=200)
+    for other in (chunked, tiny_budget, one_point_at_a_time):
         np.testing.assert_allclose(other.sample_loss, whole.sample_loss, rtol=1e-12)
         np.testing.assert_allclose(other.loss, whole.loss, rtol=1e-12)
         assert other.slope0 == pytest.approx(whole.slope0, rel=1e-10)
@@ -168,3 +175,16 @@ def test_evaluator_is_reusable_across_lines(tiny):
     ev.measure(d2, POSITIONS)
     again = ev.measure(d1, POSITIONS)
     np.testing.assert_array_equal(first.sample_loss, again.sample_loss)
+
+
+def test_mse_on_class_indices_measures_one_hot_squared_error_with_accuracy(tiny):
+    model = tiny.make_cnn().double()
+    x, y = tiny.make_data(20)
+    direction = tiny.random_direction(model)
+    m = measure_line(model, x, y, direction, [0.0, 0.2], loss="mse")
+    model.eval()
+    with torch.no_grad():
+        out = model(x.double())
+    expected = F.mse_loss(out, F.one_hot(y, 5).double(), reduction="none").mean(dim=1)
+    np.testing.assert_allclose(m.sample_loss[0], expected.numpy(), rtol=1e-12)
+    assert m.accuracy[0] == pytest.approx((out.argmax(1) == y).double().mean().item(), abs=1e-15)

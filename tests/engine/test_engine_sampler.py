@@ -219,3 +219,15 @@ def test_training_is_bit_identical_with_and_without_sampling(tiny):
     for (name, a), b in zip(plain.state_dict().items(), sampled.state_dict().values()):
         assert torch.equal(a, b), name
     assert np.isfinite(sampler.records[-1]["loss_train"]).all()
+
+
+def test_diverged_line_does_not_trigger_enlargement(tiny):
+    model = tiny.make_cnn()
+    x, y = tiny.make_data(16)
+    grid = make_grid(0.1, 0.2, max_enlargements=1)
+    sampler = LineSampler(model, grid=grid, schedule=Schedule.every(), train=(x, y), bn_group=8)
+    nan_line = np.full(grid.n_points, np.nan)
+    assert not sampler._min_on_edge(nan_line, 0)
+    edge_line = np.where(grid.core_mask, -grid.positions, np.nan)  # falling to the right edge
+    edge_line[grid.zero_index] = np.nan  # a NaN inside the measured region is skipped
+    assert sampler._min_on_edge(edge_line, 0)
