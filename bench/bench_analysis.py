@@ -7,8 +7,9 @@ A store is generated with the real :class:`~losslines.store.StoreWriter`: lines 
 loss is a slightly skewed parabola that drifts over training (minimum around s = 0.05-0.2,
 curvature decaying, noise at the 1e-4 level, a few kinked lines), per-sample losses (f16)
 scattered around it (their mean is the full-batch line), a direction batch whose own slope is -‖g‖. The analysis then runs in a
-fresh subprocess (``analyze_store`` with figures), and its wall time and peak RSS
-(``ru_maxrss`` of that process) are reported as lines/s and MiB. Prints one JSON object.
+fresh subprocess (``analyze_store`` with figures), and its wall time (imports included), the
+computation and figure times, and its peak RSS (``ru_maxrss`` of that process) are reported
+as lines/s and MiB. Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from losslines.analysis.analyze import analyze_store
 from losslines.analysis.results import AnalysisOptions
 rep = analyze_store(sys.argv[1], sys.argv[2], options=AnalysisOptions(formats=tuple(sys.argv[3].split(","))))
 dt = time.perf_counter() - t0
-print(json.dumps({"seconds": dt, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+print(json.dumps({"seconds": dt, "timing": rep.summary["timing_s"], "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "lines": rep.summary["analysed_lines"], "skipped": rep.summary["skipped"]}))
 """
 
@@ -115,6 +116,8 @@ def main(argv: list[str] | None = None) -> dict:
                              "per_sample_logical_gib": round(logical / 2**30, 3),
                              "generate_s": round(gen, 1), "analyze_s": round(run["seconds"], 1),
                              "lines_per_s": round(run["lines"] / run["seconds"], 1),
+                             "compute_s": run["timing"]["compute_s"], "figures_s": run["timing"]["figures_s"],
+                             "compute_lines_per_s": round(run["lines"] / run["timing"]["compute_s"], 1),
                              "peak_rss_mib": round(run["peak_rss_mib"], 1)}
             print(json.dumps({name: results[name]}), flush=True)
     finally:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -81,8 +82,11 @@ def analyze_store(
     out = Path(out_dir) if out_dir is not None else Path(str(Path(path)).rstrip("/") + ".analysis")
     out.mkdir(parents=True, exist_ok=True)
     sink = _matrix_sink(out, len(selection), options) if options.save_distance_matrix else None
+    t0 = time.perf_counter()
     result = compute(source, selection, options, distance_sink=sink)
+    t1 = time.perf_counter()
     drawn = _draw(result, out) if figures else {}
+    result.timing.update(compute_s=round(t1 - t0, 3), figures_s=round(time.perf_counter() - t1, 3))
     summary = write_outputs(result, out, drawn)
     return AnalysisReport(out, out / "report.md", out / "metrics.json", summary, drawn, result)
 

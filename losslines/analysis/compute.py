@@ -49,9 +49,10 @@ def compute(
     res = AnalysisResult(source.path, source.status, source.committed_lines, lines.indices, position, options)
     stencil = slope_stencil(position, options.slope_half_points)
     scalars = {n: source.read(n, lines).astype(np.float64)
-               for n in ("step", "lr", "direction_norm", "update_step", "loss_at_update_train",
+               for n in ("lr", "direction_norm", "update_step", "loss_at_update_train",
                          "slope0_train", "slope0_batch", "slope0_val") if source.has(n)}
-    res.per_line.update({n: scalars[n] for n in ("step", "lr", "direction_norm", "update_step") if n in scalars})
+    res.per_line.update({n: scalars[n] for n in ("lr", "direction_norm", "update_step") if n in scalars})
+    res.per_line["step"] = source.read("step", lines).astype(np.int64)
     sgd_lrs = _sgd_lrs(options, scalars.get("lr"), res)
     _per_line_pass(source, lines, options, stencil, scalars, sgd_lrs, res, distance_sink)
     _sample_pass(source, lines, options, stencil, res)

@@ -31,14 +31,14 @@ def shape_figure(res: AnalysisResult) -> Figure:
     ax.set_xlabel("training step")
     ax.set_ylabel(f"fit MAE on |s| ≤ {res.options.window:g} (nats)")
     ax.set_title("polynomial fits of the full-batch line")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper right")
     if 2 in res.coef:
         names = ("curvature a (s²)", "slope b (s¹)", "offset c (s⁰)")
         for j, name in enumerate(names):
             _curve(bx, x, res.coef[2][:, j], w, name)
         bx.set_title("degree-2 coefficients over training")
         bx.set_xlabel("training step")
-        bx.legend(fontsize=8)
+        bx.legend(fontsize=8, loc="upper right")
     for a in (ax, bx):
         a.grid(alpha=0.3)
     return fig
@@ -97,7 +97,7 @@ def metrics_figure(res: AnalysisResult) -> Figure:
     for a in (ax, bx, cx, dx):
         a.set_xlabel("training step")
         a.grid(alpha=0.3)
-        a.legend(fontsize=7)
+        a.legend(fontsize=7, loc="upper left")
     return fig
 
 
@@ -119,7 +119,7 @@ def batchsize_figure(res: AnalysisResult) -> Figure:
     ax.set_xlabel("batch size b")
     ax.set_ylabel("slope ratio $L_S'(0) / L_B'(0)$")
     ax.set_title(f"random sub-/super-batches (n_B = {st.n_batch}), all lines and draws")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="lower left")
     x = res.per_line["step"] if "step" in res.per_line else res.lines
     for j, b in enumerate(st.batch_sizes):
         _curve(bx, x, st.sgd_steps[:, j], res.options.smoothing, f"b = {b}")
@@ -127,7 +127,7 @@ def batchsize_figure(res: AnalysisResult) -> Figure:
     bx.set_xlabel("training step")
     bx.set_ylabel(r"SGD step $-\lambda L_S'(0)$")
     bx.set_title("the step each batch size's SGD would take")
-    bx.legend(fontsize=7, ncol=2)
+    bx.legend(fontsize=7, ncol=2, loc="upper right")
     for a in (ax, bx):
         a.grid(alpha=0.3)
     return fig

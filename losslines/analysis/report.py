@@ -118,6 +118,7 @@ def write_outputs(res: AnalysisResult, out_dir: Path, figures: dict[str, list[Pa
     """Write metrics.json, per_line.npz and report.md into ``out_dir``; return the summary."""
     summary = summarize(res)
     summary["figures"] = {k: [p.name for p in v] for k, v in figures.items()}
+    summary["timing_s"] = dict(res.timing)
     (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
     arrays = {f"line_{k}": v for k, v in res.per_line.items()}
     arrays.update({f"rule_{p}|{k}": getattr(o, p) for k, o in res.rules.items() for p in ("step", "improvement", "distance")})

@@ -141,3 +141,4 @@ class AnalysisResult:
     direction_steps: np.ndarray | None = None
     skipped: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    timing: dict[str, float] = field(default_factory=dict)
