@@ -83,13 +83,22 @@ def draw_batches(
                 f"{pool.size} other training samples are available"
             )
         if b <= n_batch:
-            slots = rng.permuted(np.tile(np.arange(n_batch), (n_draws, 1)), axis=1)[:, :b]
+            slots = _subsets(n_batch, b, n_draws, rng)
             extra = np.empty((n_draws, 0), dtype=np.int64)
         else:
             slots = np.tile(np.arange(n_batch), (n_draws, 1))
-            extra = np.stack([rng.choice(pool, size=b - n_batch, replace=False) for _ in range(n_draws)])
+            extra = pool[_subsets(pool.size, b - n_batch, n_draws, rng)]
         out.append(BatchDraws(int(b), slots, extra))
     return out
+
+
+def _subsets(n: int, k: int, n_draws: int, rng: np.random.Generator) -> np.ndarray:
+    """``[n_draws, k]`` uniform random k-subsets of ``range(n)`` (without replacement): the k
+    smallest of n i.i.d. uniform keys per draw, sorted."""
+    if k == n:
+        return np.tile(np.arange(n), (n_draws, 1))
+    keys = rng.random((n_draws, n))
+    return np.sort(np.argpartition(keys, k - 1, axis=1)[:, :k], axis=1)
 
 
 def batch_slopes(

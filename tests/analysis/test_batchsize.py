@@ -57,3 +57,13 @@ def test_default_sizes_and_expected_ratio():
     assert default_batch_sizes(128, 4000) == (16, 32, 64, 128, 256, 512, 1024)
     assert default_batch_sizes(128, 200) == (16, 32, 64, 128, 256)
     np.testing.assert_allclose(expected_ratio(np.array([64, 128, 512]), 128), [1, 1, 0.25])
+
+
+def test_subsets_are_uniform_without_replacement():
+    from losslines.analysis.batchsize import _subsets
+
+    rng = np.random.default_rng(0)
+    draws = _subsets(10, 3, 20000, rng)
+    assert all(np.unique(row).size == 3 for row in draws[:100])
+    counts = np.bincount(draws.ravel(), minlength=10) / draws.size
+    np.testing.assert_allclose(counts, 0.1, atol=0.005)  # every sample equally likely
