@@ -34,6 +34,10 @@ _EXPORTS = {
     "StoreWriter": "losslines.store",
     "StoreLayout": "losslines.store",
     "FORMAT_VERSION": "losslines.store",
+    # analysis (no torch)
+    "analyze_store": "losslines.analysis",
+    "AnalysisOptions": "losslines.analysis",
+    "import_pickles": "losslines.store.importers",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -49,15 +49,15 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
-    from losslines.analysis.cli import run_analyze
+    from losslines.analysis import run_analyze
 
     return run_analyze(args)
 
 
 def _cmd_import_pickles(args: argparse.Namespace) -> int:
-    from losslines.analysis.cli import run_import_pickles
+    from losslines.store.importers import run_import
 
-    return run_import_pickles(args)
+    return run_import(args)
 
 
 def _toml_string(text: str) -> str:
@@ -66,6 +66,8 @@ def _toml_string(text: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     from losslines import __version__
+    from losslines.analysis import add_analyze_arguments
+    from losslines.store.importers import add_import_arguments
 
     parser = argparse.ArgumentParser(
         prog="losslines",
@@ -90,21 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_info)
 
     p = sub.add_parser("analyze", help="write report.md, metrics.json and figures for a store")
-    try:
-        from losslines.analysis.cli import add_analyze_arguments
-    except ImportError:  # analysis not built yet in this checkout
-        add_analyze_arguments = None
-    if add_analyze_arguments is not None:
-        add_analyze_arguments(p)
+    add_analyze_arguments(p)
     p.set_defaults(func=_cmd_analyze)
 
     p = sub.add_parser("import-pickles", help="convert the original code's line_data_*.pickle files")
-    try:
-        from losslines.analysis.cli import add_import_arguments
-    except ImportError:
-        add_import_arguments = None
-    if add_import_arguments is not None:
-        add_import_arguments(p)
+    add_import_arguments(p)
     p.set_defaults(func=_cmd_import_pickles)
     return parser
 

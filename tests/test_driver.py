@@ -151,3 +151,63 @@ def test_cli_run_and_info(tmp_path, capsys):
     assert main(["run", str(cfg_path), "--out", str(out), "-q"]) == 2
     assert "already exists" in capsys.readouterr().err
     assert open_store(out).committed_lines == 4
+
+
+def test_ctrl_c_checkpoints_between_steps_and_resume_matches(tmp_path):
+    """A real SIGINT to `losslines run`: exit 130, status failed, and --resume completes the same arrays."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    # One thread in both processes: thread count changes float reduction order.
+    whole = tiny_config(tmp_path, "train.steps=40", "train.checkpoint_every=0", "threads=1", name="whole")
+    run(whole, progress=False)
+
+    cfg_path = tmp_path / "tiny.toml"
+    table = {k: v for k, v in TINY.items()}
+    cfg_path.write_text(_toml(table))
+    out = tmp_path / "sig.zarr"
+    cmd = [sys.executable, "-m", "losslines.cli", "run", str(cfg_path), "--out", str(out), "-q",
+           "--set", "train.steps=40", "--set", "train.checkpoint_every=0", "--set", "threads=1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        zattrs = out / "zarr.json"
+        if zattrs.exists():
+            try:
+                if json.loads(zattrs.read_text())["attributes"].get("committed_lines", 0) >= 0:
+                    break
+            except (ValueError, KeyError):
+                pass
+        time.sleep(0.05)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    if proc.returncode == 0:
+        pytest.skip("the run finished before the signal arrived")
+    assert proc.returncode == 130, err
+    assert open_store(out).status == "failed"
+    resume = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=300)
+    assert resume.returncode == 0, resume.stderr
+    a, b = open_store(whole.store_path), open_store(out)
+    for name in PER_LINE:
+        np.testing.assert_array_equal(a[name][...], b[name][...], err_msg=name)
+
+
+def _toml(table: dict, prefix: str = "") -> str:
+    def lit(v):
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            return '"' + v + '"'
+        if isinstance(v, list):
+            return "[" + ", ".join(lit(x) for x in v) + "]"
+        return repr(v)
+
+    head = "".join(f"{k} = {lit(v)}\n" for k, v in table.items() if not isinstance(v, dict))
+    for k, v in table.items():
+        if isinstance(v, dict):
+            head += f"[{prefix}{k}]\n" + _toml(v, prefix=f"{prefix}{k}.")
+    return head

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 import platform
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,6 +132,33 @@ class _Stepper:
 
     def load_state_dict(self, state: dict) -> None:
         self.source.load_state_dict(state)
+
+
+class _InterruptBetweenSteps:
+    """Defer Ctrl-C to the next step boundary, so a checkpoint is always taken between steps.
+
+    The first SIGINT only sets ``requested``; the loop checks it before each step. A second
+    SIGINT aborts at once (the store keeps its committed lines; resume from the last periodic
+    checkpoint). Outside the main thread signals cannot be caught, and nothing is installed.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def _handler(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> "_InterruptBetweenSteps":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 def _store_attrs(cfg: RunConfig, dataset, model: torch.nn.Module, grid) -> dict:
@@ -279,6 +308,7 @@ def run(
         model, grid=grid, schedule=schedule, train=(train_x[:n_meas], train_y[:n_meas]), val=val,
         bn=cfg.measure.bn, bn_group=cfg.measure.bn_group, loss=cfg.measure.loss,
         sample_losses=layout.sample_losses, sink=writer.append, strategy=cfg.measure.strategy,
+        batch_size=t.batch_size,
     )
 
     def checkpoint(next_step: int) -> None:
@@ -295,13 +325,13 @@ def run(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=t.steps, initial=start_step, unit="step", desc=cfg.name, dynamic_ncols=True)
-    lines_here = 0
+    lines_here, loop_t0 = 0, time.perf_counter()
     step = start_step
     status = "interrupted"
-    with writer:
+    with writer, _InterruptBetweenSteps() as interrupt:
         try:
             for step in range(start_step, t.steps):
-                if stop_at_step is not None and step >= stop_at_step:
+                if interrupt.requested or (stop_at_step is not None and step >= stop_at_step):
                     raise KeyboardInterrupt
                 epoch, slot = divmod(step, steps_per_epoch)
                 if slot == 0 and step > start_step:
@@ -313,8 +343,11 @@ def run(
                 stepper.set_lr(lr_at(t, step))
                 model.train()
                 stepper.zero_grad(model)
-                loss = F.cross_entropy(model(xb), yb) if cfg.measure.loss == "cross_entropy" else \
-                    F.mse_loss(model(xb), F.one_hot(yb, dataset.num_classes).to(xb.dtype))
+                out = model(xb)
+                if cfg.measure.loss == "cross_entropy":
+                    loss = F.cross_entropy(out, yb)
+                else:  # one-hot targets, the same convention as the evaluator's mse on class labels
+                    loss = F.mse_loss(out, F.one_hot(yb, dataset.num_classes).to(out.dtype))
                 loss.backward()
                 measured = sampler.should_measure(step)
                 with sampler.measure(step, stepper.source, batch=(xb, yb), batch_ids=train_ids[idx].numpy(),
@@ -324,7 +357,7 @@ def run(
                 if on_step is not None:
                     on_step(step)
                 if bar is not None:
-                    rate = lines_here / max(time.perf_counter() - t0, 1e-9)
+                    rate = lines_here / max(time.perf_counter() - loop_t0, 1e-9)
                     bar.set_postfix(lines=writer.committed_lines + writer.pending_lines, lines_s=f"{rate:.2f}",
                                     loss=f"{loss.item():.3f}", refresh=False)
                     bar.update(1)
@@ -334,6 +367,7 @@ def run(
                 step = t.steps
                 status = "complete"
         except KeyboardInterrupt:
+            # Raised only between steps (see _InterruptBetweenSteps), so the state is consistent.
             checkpoint(step)
             writer.close(status="failed", reason=f"interrupted before step {step}; continue with --resume")
         else:

@@ -68,12 +68,3 @@ class _Tiny:
 @pytest.fixture
 def tiny() -> type[_Tiny]:
     return _Tiny
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models run fastest on one thread, and the CI cores are shared; restored after each test."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
