@@ -51,13 +51,15 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_analyze(args: argparse.Namespace) -> int:
     from losslines.analysis import run_analyze
 
-    return run_analyze(args)
+    run_analyze(args)
+    return 0
 
 
 def _cmd_import_pickles(args: argparse.Namespace) -> int:
     from losslines.store.importers import run_import
 
-    return run_import(args)
+    run_import(args)
+    return 0
 
 
 def _toml_string(text: str) -> str:
