@@ -124,3 +124,28 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def _toml_literal(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_literal(v) for v in value) + "]"
+    return repr(value)
+
+
+def dump_toml(table: dict, prefix: str = "") -> str:
+    """A (nested) dict of scalars, lists and tables as TOML text (enough for config tests)."""
+    out = "".join(f"{k} = {_toml_literal(v)}\n" for k, v in table.items() if not isinstance(v, dict))
+    for key, value in table.items():
+        if isinstance(value, dict):
+            out += f"[{prefix}{key}]\n" + dump_toml(value, prefix=f"{prefix}{key}.")
+    return out
+
+
+@pytest.fixture
+def toml_dumps():
+    """:func:`dump_toml`, for tests that write config files."""
+    return dump_toml

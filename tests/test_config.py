@@ -56,46 +56,27 @@ MALFORMED = [
 ]
 
 
-def _write(tmp_path: Path, extra: str) -> Path:
-    # Appending a table that BASE already has would be a TOML error; merge by hand instead.
-    path = tmp_path / "bad.toml"
-    path.write_text(_merge(BASE, extra))
-    return path
-
-
-def _merge(base: str, extra: str) -> str:
+def _merged(extra: str) -> dict:
+    """BASE with the tables of ``extra`` merged in (appending a table twice is a TOML error)."""
     import tomllib
 
-    table = tomllib.loads(base)
+    table = tomllib.loads(BASE)
     for key, value in tomllib.loads(extra).items():
         if isinstance(value, dict) and isinstance(table.get(key), dict):
             table[key].update(value)
         else:
             table[key] = value
-    return _dump(table)
+    return table
 
 
-def _dump(table: dict, prefix: str = "") -> str:
-    lines, tables = [], []
-    for key, value in table.items():
-        if isinstance(value, dict):
-            tables.append((key, value))
-        else:
-            lines.append(f"{key} = {_literal(value)}")
-    out = "\n".join(lines) + "\n"
-    for key, value in tables:
-        out += f"[{prefix}{key}]\n" + _dump(value, prefix=f"{prefix}{key}.")
-    return out
+@pytest.fixture
+def write_config(tmp_path, toml_dumps):
+    def write(extra: str) -> Path:
+        path = tmp_path / "bad.toml"
+        path.write_text(toml_dumps(_merged(extra)))
+        return path
 
-
-def _literal(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return '"' + value + '"'
-    if isinstance(value, list):
-        return "[" + ", ".join(_literal(v) for v in value) + "]"
-    return repr(value)
+    return write
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
@@ -105,14 +86,14 @@ def test_every_shipped_config_parses(config):
     assert config_to_dict(cfg)["train"]["steps"] == cfg.train.steps
 
 
-def test_base_config_is_valid(tmp_path):
-    cfg = load_config(_write(tmp_path, ""))
+def test_base_config_is_valid(write_config):
+    cfg = load_config(write_config(""))
     assert cfg.data.name == "synthetic" and cfg.train.steps == 10
 
 
 @pytest.mark.parametrize("extra,key", MALFORMED, ids=[k for _, k in MALFORMED])
-def test_malformed_config_exits_2_naming_the_key(tmp_path, capsys, extra, key):
-    path = _write(tmp_path, extra)
+def test_malformed_config_exits_2_naming_the_key(tmp_path, capsys, write_config, extra, key):
+    path = write_config(extra)
     with pytest.raises(ConfigError, match=f"'{key}"):
         load_config(path)
     code = main(["run", str(path), "--out", str(tmp_path / "s.zarr"), "-q"])
@@ -153,8 +134,8 @@ def test_invalid_toml_exits_2(tmp_path, capsys):
     assert "not valid TOML" in capsys.readouterr().err
 
 
-def test_console_script_exit_code(tmp_path):
-    path = _write(tmp_path, "[train]\nlearning_rate = 1\n")
+def test_console_script_exit_code(write_config):
+    path = write_config("[train]\nlearning_rate = 1\n")
     proc = subprocess.run([sys.executable, "-m", "losslines.cli", "run", str(path)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2

@@ -153,7 +153,7 @@ def test_cli_run_and_info(tmp_path, capsys):
     assert open_store(out).committed_lines == 4
 
 
-def test_ctrl_c_checkpoints_between_steps_and_resume_matches(tmp_path):
+def test_ctrl_c_checkpoints_between_steps_and_resume_matches(tmp_path, toml_dumps):
     """A real SIGINT to `losslines run`: exit 130, status failed, and --resume completes the same arrays."""
     import json
     import signal
@@ -166,8 +166,7 @@ def test_ctrl_c_checkpoints_between_steps_and_resume_matches(tmp_path):
     run(whole, progress=False)
 
     cfg_path = tmp_path / "tiny.toml"
-    table = {k: v for k, v in TINY.items()}
-    cfg_path.write_text(_toml(table))
+    cfg_path.write_text(toml_dumps(TINY))
     out = tmp_path / "sig.zarr"
     cmd = [sys.executable, "-m", "losslines.cli", "run", str(cfg_path), "--out", str(out), "-q",
            "--set", "train.steps=40", "--set", "train.checkpoint_every=0", "--set", "threads=1"]
@@ -195,19 +194,3 @@ def test_ctrl_c_checkpoints_between_steps_and_resume_matches(tmp_path):
     for name in PER_LINE:
         np.testing.assert_array_equal(a[name][...], b[name][...], err_msg=name)
 
-
-def _toml(table: dict, prefix: str = "") -> str:
-    def lit(v):
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, str):
-            return '"' + v + '"'
-        if isinstance(v, list):
-            return "[" + ", ".join(lit(x) for x in v) + "]"
-        return repr(v)
-
-    head = "".join(f"{k} = {lit(v)}\n" for k, v in table.items() if not isinstance(v, dict))
-    for k, v in table.items():
-        if isinstance(v, dict):
-            head += f"[{prefix}{k}]\n" + _toml(v, prefix=f"{prefix}{k}.")
-    return head

@@ -45,10 +45,21 @@ class ShortcutA(nn.Module):
         return nn.functional.pad(x, (0, 0, 0, 0, self.pad_before, self.pad_after))
 
 
-class BasicBlockA(nn.Module):
-    """Two 3x3 conv+BN layers with an identity or option-A shortcut."""
+def projection_shortcut(in_channels: int, out_channels: int, stride: int) -> nn.Module:
+    """Option-B shortcut: 1x1 convolution + BN (ResNet-18)."""
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
+                         nn.BatchNorm2d(out_channels))
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+
+class BasicBlock(nn.Module):
+    """Two 3x3 conv+BN layers with a residual connection.
+
+    The shortcut is the identity where shapes match, else ``shortcut(in, out, stride)``:
+    ``ShortcutA`` (parameter-free, the CIFAR ResNet-20/32/56 of He et al.) or
+    :func:`projection_shortcut` (ResNet-18).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int, shortcut=ShortcutA) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(out_channels)
@@ -57,7 +68,7 @@ class BasicBlockA(nn.Module):
         if stride == 1 and in_channels == out_channels:
             self.shortcut: nn.Module = nn.Identity()
         else:
-            self.shortcut = ShortcutA(in_channels, out_channels, stride)
+            self.shortcut = shortcut(in_channels, out_channels, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = torch.relu(self.bn1(self.conv1(x)))
@@ -81,7 +92,7 @@ class CifarResNet(nn.Module):
             layers = []
             for b in range(blocks):
                 stride = 2 if (index > 0 and b == 0) else 1
-                layers.append(BasicBlockA(current, out, stride))
+                layers.append(BasicBlock(current, out, stride))
                 current = out
             stages.append(nn.Sequential(*layers))
         self.layer1, self.layer2, self.layer3 = stages

@@ -12,32 +12,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from losslines.models.cifar_resnet import BasicBlock, projection_shortcut
 from losslines.models.initialization import init_weights
 from losslines.models.width import scaled
 
 STAGE_CHANNELS = (64, 128, 256, 512)
 BLOCKS_PER_STAGE = (2, 2, 2, 2)
-
-
-class BasicBlock(nn.Module):
-    """Two 3x3 conv+BN layers; identity shortcut or 1x1 conv+BN projection."""
-
-    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(out_channels)
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, stride=1, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(out_channels)
-        self.shortcut: nn.Module = nn.Identity()
-        if stride != 1 or in_channels != out_channels:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False), nn.BatchNorm2d(out_channels)
-            )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = torch.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return torch.relu(out + self.shortcut(x))
 
 
 class ResNet18Cifar(nn.Module):
@@ -52,7 +32,8 @@ class ResNet18Cifar(nn.Module):
         for index, (out, blocks) in enumerate(zip(channels, BLOCKS_PER_STAGE)):
             layers = []
             for b in range(blocks):
-                layers.append(BasicBlock(current, out, 2 if (index > 0 and b == 0) else 1))
+                layers.append(BasicBlock(current, out, 2 if (index > 0 and b == 0) else 1,
+                                          shortcut=projection_shortcut))
                 current = out
             stages.append(nn.Sequential(*layers))
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
