@@ -14,6 +14,9 @@ Semantics (the measurement changes nothing):
   measurement as before (``engine.modes``, ``engine.line``).
 * ``bn="running"``: eval-mode normalisation; rows are chunked by ``chunk_size`` or by a memory
   budget (the result does not depend on the chunking).
+* Points are chunked per strategy call by ``point_chunk`` or by the memory budget
+  (``engine.memory``: the loop counts the stacked outputs, vmap each point's activations and
+  parameters); the budget defaults to half the free CUDA memory on CUDA, 256 MiB elsewhere.
 * ``bn="batch"``: train-mode normalisation over fixed groups of ``bn_group`` consecutive samples
   of the given data, which **must be given** (there is no silent default: the paper's value is
   the training batch size). If ``N`` is not a multiple of ``bn_group`` the last group holds the
@@ -37,12 +40,14 @@ from torch import Tensor, nn
 from torch.autograd import forward_ad
 
 from losslines.engine.line import LinePoints
+from losslines.engine.memory import (CPU_MEMORY_BUDGET, ForwardProfile, check_memory_budget, default_memory_budget,
+                                     profile_forward)
 from losslines.engine.modes import check_bn, measurement_modes, preserved_rng, validate_model
-from losslines.engine.strategies import make_strategy
+from losslines.engine.strategies import Strategy, StrategyReport, make_strategy
 from losslines.kernels import check_loss, reduce_loss
 from losslines.kernels.reference import reduce_loss as reduce_loss_reference
 
-DEFAULT_MEMORY_BUDGET = 256 * 2**20  # bytes of activations per data chunk (bn="running")
+DEFAULT_MEMORY_BUDGET = CPU_MEMORY_BUDGET  # bytes; the default off CUDA (memory_budget=None picks per device)
 
 
 @dataclass(frozen=True)
@@ -59,7 +64,9 @@ class LineMeasurement:
             sample's loss depends on its whole group); NaN if not computed.
         direction_length: ‖direction‖ as given (before normalisation).
         params_norm: ‖θ_t‖ over the trainable parameters.
-        bn, bn_group, strategy, loss: the settings the line was measured with.
+        bn, bn_group, loss: the settings the line was measured with.
+        strategy: the strategy that computed the values ("loop" or "vmap"; for "auto", the one it
+            chose — ``LineEvaluator.strategy_report`` says why).
     """
 
     positions: np.ndarray
@@ -101,10 +108,13 @@ class LineEvaluator:
         bn: ``"running"`` or ``"batch"`` (see the module docstring).
         bn_group: samples per normalisation group; required for ``bn="batch"``.
         loss: ``"cross_entropy"`` or ``"mse"``.
-        strategy: evaluation strategy name (``engine.strategies``).
+        strategy: evaluation strategy name (``engine.strategies``: "loop", "vmap", "auto") or a
+            ``Strategy`` instance (evaluators sharing one ``AutoStrategy`` share its decision).
         dropout: ``"off"`` or ``"error"``.
         chunk_size: rows per forward in ``bn="running"`` (default: from ``memory_budget``).
-        memory_budget: bytes of activations one chunk may hold (``bn="running"``).
+        memory_budget: bytes one chunk may hold (rows in ``bn="running"``, points per strategy
+            call); None: ``engine.memory.default_memory_budget`` of the model's device.
+        point_chunk: points per strategy call (default: from ``memory_budget``).
         backend: loss-reduction backend (``losslines.kernels``).
         self_check: evaluate s = 0 twice on the first measurement and require equal outputs.
 
@@ -115,9 +125,10 @@ class LineEvaluator:
     """
 
     def __init__(self, model: nn.Module, inputs: Tensor, targets: Tensor, *, bn: str = "running",
-                 bn_group: int | None = None, loss: str = "cross_entropy", strategy: str = "loop",
+                 bn_group: int | None = None, loss: str = "cross_entropy", strategy: str | Strategy = "loop",
                  dropout: str = "off", chunk_size: int | None = None,
-                 memory_budget: int = DEFAULT_MEMORY_BUDGET, backend: str = "auto", self_check: bool = True):
+                 memory_budget: int | None = None, backend: str = "auto", self_check: bool = True,
+                 point_chunk: int | None = None):
         check_bn(bn)
         check_loss(loss)
         validate_model(model, bn, dropout)
@@ -128,21 +139,29 @@ class LineEvaluator:
                                  "(the paper uses the training batch size, e.g. 128)")
             if chunk_size is not None:
                 raise ValueError("chunk_size applies to bn='running'; in bn='batch' the data is chunked by bn_group")
-        for name, value in (("bn_group", bn_group), ("chunk_size", chunk_size)):
+        for name, value in (("bn_group", bn_group), ("chunk_size", chunk_size), ("point_chunk", point_chunk)):
             if value is not None and (not isinstance(value, (int, np.integer)) or value < 1):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if memory_budget <= 0:
-            raise ValueError(f"memory_budget must be > 0 bytes, got {memory_budget}")
         first = next((p for p in model.parameters()), None)
         if first is None:
             raise ValueError("the model has no parameters")
+        memory_budget = default_memory_budget(first.device) if memory_budget is None \
+            else check_memory_budget(memory_budget)
         self.model, self.bn, self.loss, self.dropout = model, bn, loss, dropout
         self.bn_group = int(bn_group) if bn_group is not None else None
         self.backend, self.self_check, self.memory_budget = backend, self_check, memory_budget
         self.inputs, self.targets = self._prepare_data(inputs, targets, first)
         self.n_samples = self.inputs.shape[0]
         self._chunk_size = int(chunk_size) if chunk_size is not None else None
+        self._point_chunk_size = int(point_chunk) if point_chunk is not None else None
+        self._profile: ForwardProfile | None = None
         self._checked = False
+
+    @property
+    def strategy_report(self) -> StrategyReport | None:
+        """The strategy that computes the values and, for "auto", both timings (None before
+        an "auto" evaluator has measured its first line). ``report.as_attrs()`` is JSON."""
+        return self.strategy.report
 
     def _prepare_data(self, inputs: Tensor, targets: Tensor, first: Tensor) -> tuple[Tensor, Tensor]:
         if not isinstance(inputs, Tensor) or not isinstance(targets, Tensor):
@@ -172,30 +191,25 @@ class LineEvaluator:
         size = self.bn_group if self.bn == "batch" else (self._chunk_size or self._budget_rows(line))
         return [slice(start, min(start + size, n)) for start in range(0, n, size)]
 
+    def _forward_profile(self, line: LinePoints) -> ForwardProfile:
+        """Memory of one forward per row (``engine.memory``), profiled once per evaluator."""
+        if self._profile is None:
+            self._profile = profile_forward(line, self.inputs)
+        return self._profile
+
     def _budget_rows(self, line: LinePoints) -> int:
         """Rows per chunk such that the summed activations of one forward fit the budget."""
-        probe = min(self.n_samples, 4)
-        total = [0]
-
-        def hook(_module, _inputs, output):
-            for t in output if isinstance(output, (tuple, list)) else (output,):
-                if isinstance(t, Tensor):
-                    total[0] += t.numel() * t.element_size()
-
-        handles = [m.register_forward_hook(hook) for m in self.model.modules()]
-        try:
-            with torch.no_grad():
-                line.forward(0.0, self.inputs[:probe])
-        finally:
-            for h in handles:
-                h.remove()
-        per_row = max(1, total[0] // probe)
+        per_row = self._forward_profile(line).sum_bytes
         self._chunk_size = int(max(1, min(self.n_samples, self.memory_budget // per_row)))
         return self._chunk_size
 
-    def _point_chunk(self, rows: int, out_per_row: int, k: int) -> int:
-        """Points per strategy call: outputs ``[k, rows, C]`` within the memory budget."""
-        return int(max(1, min(k, self.memory_budget // max(1, 4 * rows * out_per_row))))
+    def _point_chunk(self, line: LinePoints, rows: int, out_per_row: int, k: int, strategy: Strategy) -> int:
+        """Points per strategy call: ``point_chunk`` if given, else the strategy's budget rule."""
+        if self._point_chunk_size is not None:
+            return min(k, self._point_chunk_size)
+        return strategy.point_chunk(self._forward_profile(line), rows=rows, outputs_per_row=out_per_row,
+                                    element_size=line.theta[line.names[0]].element_size(), k_total=k,
+                                    budget=self.memory_budget)
 
     # -- measurement ----------------------------------------------------------------------------
 
@@ -224,6 +238,7 @@ class LineEvaluator:
             chunks = self._row_chunks(line)
             if self.self_check and not self._checked:
                 self._double_check(line, chunks[0])
+            self._prepare_strategy(line, pos, chunks[0])
             sample_loss, line_sum, correct = self._values(line, pos, chunks)
             slopes = self._slopes(line, chunks) if slope else None
         n = self.n_samples
@@ -238,7 +253,7 @@ class LineEvaluator:
             positions=pos, loss=line_sum.cpu().numpy() / n, sample_loss=sample_loss.cpu().numpy(),
             accuracy=accuracy, slope0=slope0, sample_slope0=sample_slope0,
             direction_length=line.direction_length, params_norm=line.params_norm, bn=self.bn,
-            bn_group=self.bn_group, strategy=self.strategy.name, loss_name=self.loss,
+            bn_group=self.bn_group, strategy=self.strategy.report.chosen, loss_name=self.loss,
         )
 
     def _double_check(self, line: LinePoints, rows: slice) -> None:
@@ -252,6 +267,19 @@ class LineEvaluator:
                 "torch.use_deterministic_algorithms(True)); a loss line needs a deterministic function"
             )
         self._checked = True
+
+    def _prepare_strategy(self, line: LinePoints, pos: np.ndarray, rows: slice) -> None:
+        """Let the strategy prepare on the first data chunk ("auto" times its candidates here)."""
+        x = self.inputs[rows]
+        n_out = [0]
+
+        def chunk(name: str) -> int:
+            if not n_out[0]:
+                with torch.no_grad():
+                    n_out[0] = int(np.prod(line.forward(0.0, x[:1]).shape[1:]))
+            return self._point_chunk(line, x.shape[0], n_out[0], pos.size, make_strategy(name))
+
+        self.strategy.prepare(line, pos, x, chunk)
 
     def _targets_for(self, rows: slice, k: int) -> Tensor:
         y = self.targets[rows]
@@ -279,7 +307,7 @@ class LineEvaluator:
                     if sample_loss is None:
                         sample_loss = torch.empty(k_total, self.n_samples, dtype=red.sample_loss.dtype,
                                                   device=line.device)
-                        k_step = self._point_chunk(n, logits.shape[1], k_total)
+                        k_step = self._point_chunk(line, n, logits.shape[1], k_total, self.strategy)
                     sample_loss[start:stop, rows] = red.sample_loss.view(k, n)
                     line_sum[start:stop] += red.line_sum
                     correct[start:stop] += red.correct
@@ -326,12 +354,14 @@ def measure_line(model: nn.Module, inputs: Tensor, targets: Tensor, direction, p
                  bn: str = "running", bn_group: int | None = None, loss: str = "cross_entropy",
                  params: Mapping[str, Tensor] | None = None, buffers: Mapping[str, Tensor] | None = None,
                  strategy: str = "loop", slope: bool = True, chunk_size: int | None = None,
-                 dropout: str = "off", memory_budget: int = DEFAULT_MEMORY_BUDGET) -> LineMeasurement:
+                 dropout: str = "off", memory_budget: int | None = None,
+                 point_chunk: int | None = None) -> LineMeasurement:
     """Measure one loss line: ``LineEvaluator(model, inputs, targets, ...).measure(direction, positions)``.
 
     See ``LineEvaluator`` for the arguments and ``LineMeasurement`` for the result. The slope uses
     the plain-PyTorch loss reference (forward-mode AD), the values the dispatched kernel.
     """
     evaluator = LineEvaluator(model, inputs, targets, bn=bn, bn_group=bn_group, loss=loss, strategy=strategy,
-                              dropout=dropout, chunk_size=chunk_size, memory_budget=memory_budget)
+                              dropout=dropout, chunk_size=chunk_size, memory_budget=memory_budget,
+                              point_chunk=point_chunk)
     return evaluator.measure(direction, positions, params=params, buffers=buffers, slope=slope)

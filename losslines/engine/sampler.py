@@ -39,9 +39,10 @@ from torch import Tensor, nn
 
 from losslines.engine.directions import (Direction, DirectionSource, OptimizerStepDirection, SGDDirection,
                                          trainable_parameters)
-from losslines.engine.evaluator import DEFAULT_MEMORY_BUDGET, LineEvaluator, LineMeasurement
+from losslines.engine.evaluator import LineEvaluator, LineMeasurement
 from losslines.engine.grid import Grid
 from losslines.engine.schedule import Schedule
+from losslines.engine.strategies import StrategyReport, make_strategy
 from losslines.store.schema import SPLITS, StoreLayout, line_specs
 
 # |slope0_batch + direction_norm| / direction_norm above this fails the plain-SGD check.
@@ -63,7 +64,8 @@ class LineSampler:
         sample_losses: splits whose per-sample losses go into the record (default: all measured).
         sink: called with each record (e.g. a store writer's ``append``); default: kept in
             ``self.records``.
-        strategy, dropout, chunk_size, memory_budget: passed to ``LineEvaluator``.
+        strategy, dropout, chunk_size, memory_budget: passed to ``LineEvaluator`` (one strategy
+            instance for all splits: ``"auto"`` decides once, on the first line's train split).
         measure_batch: measure the direction batch (then ``batch=`` is required at measured steps).
         batch_size: slots of the batch arrays (default: the size of the first measured batch;
             smaller batches are padded with NaN losses and id -1).
@@ -80,14 +82,15 @@ class LineSampler:
                  val: tuple[Tensor, Tensor] | None = None, bn: str = "batch", bn_group: int | None = 128,
                  loss: str = "cross_entropy", sample_losses: Sequence[str] | None = None,
                  sink: Callable[[dict], object] | None = None, strategy: str = "loop", dropout: str = "off",
-                 chunk_size: int | None = None, memory_budget: int = DEFAULT_MEMORY_BUDGET,
+                 chunk_size: int | None = None, memory_budget: int | None = None,
                  measure_batch: bool = True, batch_size: int | None = None, slope: bool = True,
                  check_sgd_slope: bool = True):
         if not isinstance(grid, Grid) or not isinstance(schedule, Schedule):
             raise ValueError("grid must be a Grid (make_grid) and schedule a Schedule")
         self.model, self.grid, self.schedule, self.loss = model, grid, schedule, loss
         self.sink, self.slope, self.check_sgd_slope = sink, slope, check_sgd_slope
-        self._eval_kwargs = dict(loss=loss, strategy=strategy, dropout=dropout, memory_budget=memory_budget)
+        self._eval_kwargs = dict(loss=loss, strategy=make_strategy(strategy), dropout=dropout,
+                                 memory_budget=memory_budget)
         group = bn_group if bn == "batch" else None
         self.evaluators: dict[str, LineEvaluator] = {
             "train": LineEvaluator(model, *train, bn=bn, bn_group=group, chunk_size=chunk_size, **self._eval_kwargs)
@@ -125,6 +128,12 @@ class LineSampler:
                            n_val=val.n_samples if val is not None else 0,
                            batch_size=self.batch_size if self.measure_batch else 0,
                            sample_losses=self.sample_losses, sample_dtype=sample_dtype, **kwargs)
+
+    @property
+    def strategy_report(self) -> StrategyReport | None:
+        """The evaluation strategy in use and, for ``"auto"``, both timings (None until an
+        ``"auto"`` sampler has measured its first line); ``.as_attrs()`` for the store."""
+        return self._eval_kwargs["strategy"].report
 
     def should_measure(self, step: int) -> bool:
         """Is a line measured at training step ``step``? (The schedule's answer.)"""

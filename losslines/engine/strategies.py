@@ -1,24 +1,74 @@
 """Evaluation strategies: how the model outputs of a chunk of points are computed (DESIGN §2).
 
 A strategy implements one method, ``outputs(line, positions, x) -> [k, n, ...]``: the model
-outputs at ``k`` positions for one chunk of inputs. Chunking over data and points, the loss
-reduction, float64 accumulation, slopes and safeguards are inherited from ``LineEvaluator``.
+outputs at ``k`` positions for one chunk of inputs, and says how many points one call may take
+within a memory budget (``point_chunk``). Chunking over data, the loss reduction, float64
+accumulation, slopes and safeguards are inherited from ``LineEvaluator``.
 
 * ``"loop"``: one ``functional_call`` forward per point (fastest on CPU).
-* ``"vmap"``, ``"auto"``: reserved names, implemented by a later issue (``torch.func.vmap`` over
-  the points; ``auto`` times both on the first line and keeps the faster).
+* ``"vmap"``: ``torch.func.functional_call`` under ``torch.func.vmap`` over a chunk of step sizes;
+  each point's parameters ``fl(θ_t + s·û)`` are built inside the vmapped function from the
+  pristine float64 θ_t and û (bit-identical to the loop's points). ``bn="running"``: the
+  buffers are shared by all points (read only). ``bn="batch"``: every point gets its own copy of
+  the buffers (a batched copy), so the train-mode running-statistics update writes per-point
+  copies that are thrown away — the statistics used are those of the batch, the module's and
+  the line's buffers are never touched. ``randomness="same"``: a random op (there should be
+  none: the evaluator checks determinism) draws the same numbers for every point.
+* ``"auto"``: times ``loop`` and ``vmap`` on the first line (``AUTO_POINTS`` points of the first
+  data chunk, after one warm-up call each), requires both to give the same outputs, keeps the
+  faster, logs the choice and both timings (logger ``losslines.engine``) and exposes them as
+  ``report`` (a ``StrategyReport``) for the store attributes. One ``AutoStrategy`` instance
+  shared by several evaluators decides once, on the first line measured.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from dataclasses import dataclass, field
+from typing import Callable, ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor
+from torch.func import functional_call, vmap
 
 from losslines.engine.line import LinePoints
+from losslines.engine.memory import ForwardProfile, loop_points, vmap_points
+
+log = logging.getLogger("losslines.engine")
+
+AUTO_POINTS = 8  # points timed per strategy by "auto"
+AUTO_REPEATS = 2  # timed calls per strategy (the fastest counts), after one warm-up call
+
+
+@dataclass(frozen=True)
+class StrategyReport:
+    """Which strategy computed the values, and why.
+
+    Attributes:
+        requested: the strategy asked for ("loop", "vmap" or "auto").
+        chosen: the strategy that computes the outputs ("loop" or "vmap").
+        seconds_per_point: ``{strategy: seconds}`` per point of the timed chunk ("auto" only;
+            empty otherwise).
+        points: points per timed call (0 if nothing was timed).
+        rows: samples per timed call (0 if nothing was timed).
+        device: device the timing ran on ("" if nothing was timed).
+    """
+
+    requested: str
+    chosen: str
+    seconds_per_point: dict[str, float] = field(default_factory=dict)
+    points: int = 0
+    rows: int = 0
+    device: str = ""
+
+    def as_attrs(self) -> dict:
+        """JSON-serialisable form for the store attributes."""
+        return {"requested": self.requested, "chosen": self.chosen,
+                "seconds_per_point": dict(self.seconds_per_point), "points": self.points,
+                "rows": self.rows, "device": self.device}
 
 
 class Strategy(ABC):
@@ -39,6 +89,20 @@ class Strategy(ABC):
             ``[k, n, ...]`` outputs, point-major.
         """
 
+    @abstractmethod
+    def point_chunk(self, profile: ForwardProfile, *, rows: int, outputs_per_row: int, element_size: int,
+                    k_total: int, budget: int) -> int:
+        """Points per ``outputs`` call for ``rows`` samples within ``budget`` bytes (``engine.memory``)."""
+
+    def prepare(self, line: LinePoints, positions: np.ndarray, x: Tensor, chunk: Callable[[str], int]) -> None:
+        """Called by the evaluator before each line's values with its first data chunk;
+        ``chunk(name)`` is the point chunk of strategy ``name``. Default: nothing to do."""
+
+    @property
+    def report(self) -> StrategyReport | None:
+        """How the outputs are computed (None while undecided)."""
+        return StrategyReport(requested=self.name, chosen=self.name)
+
 
 class LoopStrategy(Strategy):
     """One functional forward per point, points one after another."""
@@ -48,21 +112,126 @@ class LoopStrategy(Strategy):
     def outputs(self, line: LinePoints, positions: np.ndarray, x: Tensor) -> Tensor:
         return torch.stack([line.forward(float(s), x) for s in positions])
 
+    def point_chunk(self, profile, *, rows, outputs_per_row, element_size, k_total, budget):
+        return loop_points(rows=rows, outputs_per_row=outputs_per_row, k_total=k_total, budget=budget)
 
-STRATEGIES: dict[str, type[Strategy] | None] = {"loop": LoopStrategy, "vmap": None, "auto": None}
+
+class VmapStrategy(Strategy):
+    """``functional_call`` under ``vmap`` over the points of one call (see the module docstring)."""
+
+    name = "vmap"
+
+    def outputs(self, line: LinePoints, positions: np.ndarray, x: Tensor) -> Tensor:
+        k = len(positions)
+        s = torch.as_tensor(np.asarray(positions, dtype=np.float64), device=line.device)
+        model, names, frozen = line.model, line.names, line.frozen
+        theta64, uhat64 = line.theta64, line.uhat64
+        dtypes = {n: line.theta[n].dtype for n in names}
+
+        def point(s_j: Tensor, buffers: dict[str, Tensor]) -> Tensor:
+            params = {n: (theta64[n] + s_j * uhat64[n]).to(dtypes[n]) for n in names}
+            params.update(frozen)
+            return functional_call(model, (params, buffers), (x,))
+
+        if any(m.training for m in model.modules()):  # train-mode layers may write their buffers
+            buffers = {n: b.unsqueeze(0).expand(k, *b.shape).clone() for n, b in line.buffers.items()}
+            return vmap(point, in_dims=(0, 0), randomness="same")(s, buffers)
+        return vmap(point, in_dims=(0, None), randomness="same")(s, line.buffers)
+
+    def point_chunk(self, profile, *, rows, outputs_per_row, element_size, k_total, budget):
+        return vmap_points(profile, rows=rows, outputs_per_row=outputs_per_row, element_size=element_size,
+                           k_total=k_total, budget=budget)
 
 
-def make_strategy(name: str) -> Strategy:
-    """Instantiate the strategy registered as ``name``.
+class AutoStrategy(Strategy):
+    """Times ``loop`` and ``vmap`` on the first line and delegates to the faster.
+
+    Args:
+        points: points per timed call (at most the line's points and vmap's point chunk).
+        repeats: timed calls per strategy after one warm-up call; the fastest counts.
+    """
+
+    name = "auto"
+
+    def __init__(self, points: int = AUTO_POINTS, repeats: int = AUTO_REPEATS):
+        if points < 1 or repeats < 1:
+            raise ValueError(f"auto strategy needs points >= 1 and repeats >= 1, got {points}, {repeats}")
+        self.points, self.repeats = int(points), int(repeats)
+        self.candidates: dict[str, Strategy] = {"loop": LoopStrategy(), "vmap": VmapStrategy()}
+        self._chosen: Strategy | None = None
+        self._report: StrategyReport | None = None
+
+    @property
+    def report(self) -> StrategyReport | None:
+        return self._report
+
+    def prepare(self, line: LinePoints, positions: np.ndarray, x: Tensor, chunk: Callable[[str], int]) -> None:
+        if self._chosen is not None:
+            return
+        k = int(max(1, min(self.points, len(positions), chunk("vmap"))))
+        pos = np.asarray(positions, dtype=np.float64)[:k]
+        seconds, outs = {}, {}
+        with torch.no_grad():
+            for name, strategy in self.candidates.items():
+                strategy.outputs(line, pos, x)  # warm-up: allocator, kernels, autotuning
+                best = float("inf")
+                for _ in range(self.repeats):
+                    _sync(line.device)
+                    t0 = time.perf_counter()
+                    outs[name] = strategy.outputs(line, pos, x)
+                    _sync(line.device)
+                    best = min(best, time.perf_counter() - t0)
+                seconds[name] = best / k
+        _require_agreement(outs["loop"], outs["vmap"])
+        chosen = min(seconds, key=seconds.get)
+        self._chosen = self.candidates[chosen]
+        self._report = StrategyReport(requested="auto", chosen=chosen, seconds_per_point=seconds, points=k,
+                                      rows=int(x.shape[0]), device=str(line.device))
+        log.info("strategy auto: chose %s (seconds per point over %d points x %d samples on %s: loop %.3g, "
+                 "vmap %.3g)", chosen, k, x.shape[0], line.device, seconds["loop"], seconds["vmap"])
+
+    def _delegate(self) -> Strategy:
+        if self._chosen is None:
+            raise RuntimeError("strategy 'auto' has not timed the strategies yet: call prepare() first "
+                               "(LineEvaluator.measure does)")
+        return self._chosen
+
+    def outputs(self, line: LinePoints, positions: np.ndarray, x: Tensor) -> Tensor:
+        return self._delegate().outputs(line, positions, x)
+
+    def point_chunk(self, profile, **kwargs):
+        return self._delegate().point_chunk(profile, **kwargs)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _require_agreement(a: Tensor, b: Tensor) -> None:
+    """Loud check that loop and vmap computed the same outputs (float64: 1e-9, else 1e-2 of the
+    largest output: reduced-precision convolutions, e.g. TF32, differ by algorithm)."""
+    rtol = 1e-9 if a.dtype == torch.float64 else 1e-2
+    scale = max(1.0, float(a.abs().max()))
+    diff = float((a - b).abs().max())
+    if not diff <= rtol * scale:  # also catches NaN
+        raise RuntimeError(f"strategies 'loop' and 'vmap' disagree on the same points (max |difference| "
+                           f"{diff:.3g}, allowed {rtol * scale:.3g}); measure with strategy='loop' and "
+                           "report the model")
+
+
+STRATEGIES: dict[str, type[Strategy]] = {"loop": LoopStrategy, "vmap": VmapStrategy, "auto": AutoStrategy}
+
+
+def make_strategy(name: str | Strategy) -> Strategy:
+    """Instantiate the strategy registered as ``name`` (a ``Strategy`` instance is returned as is,
+    so evaluators can share one ``AutoStrategy`` decision).
 
     Raises:
         ValueError: unknown name (the message lists the valid names).
-        NotImplementedError: a reserved name whose implementation does not exist yet.
     """
+    if isinstance(name, Strategy):
+        return name
     if name not in STRATEGIES:
         raise ValueError(f"unknown strategy {name!r}; valid strategies: {', '.join(STRATEGIES)}")
-    cls = STRATEGIES[name]
-    if cls is None:
-        available = [n for n, c in STRATEGIES.items() if c is not None]
-        raise NotImplementedError(f"strategy {name!r} is not available yet; use {' or '.join(map(repr, available))}")
-    return cls()
+    return STRATEGIES[name]()
