@@ -49,7 +49,9 @@ def check_loss(loss: str) -> str:
     return loss
 
 
-def _check_shapes(logits: Tensor, targets: Tensor, loss: str, lines: int) -> int:
+def check_shapes(logits: Tensor, targets: Tensor, loss: str, lines: int) -> int:
+    """The samples per point ``n`` of ``[lines * n, C]`` logits; ValueError naming any misfit of
+    ``lines``, the logits' shape or the targets' shape and dtype (shared by every backend)."""
     if not isinstance(lines, int) or lines < 1:
         raise ValueError(f"lines must be an integer >= 1, got {lines!r}")
     if logits.dim() != 2:
@@ -90,7 +92,7 @@ def reduce_loss(logits: Tensor, targets: Tensor, *, loss: str = "cross_entropy",
         ValueError: unknown loss, or shapes/dtypes that do not fit.
     """
     check_loss(loss)
-    n = _check_shapes(logits, targets, loss, lines)
+    n = check_shapes(logits, targets, loss, lines)
     z = logits if logits.dtype in (torch.float32, torch.float64) else logits.float()
     if loss == "cross_entropy":
         # shift by the row maximum first: log Σ exp(z − m) − (z_y − m) keeps full precision even when

@@ -1,0 +1,146 @@
+"""The ``"triton"`` loss-reduction backend: when it applies, argument checks, and dispatch by loss.
+
+This module imports without Triton installed: the kernel modules (``triton_cross_entropy``,
+``triton_mse``) and Triton itself are imported on first use only.
+
+Where it runs. Triton decides once per process, when it is first imported, whether ``@triton.jit``
+kernels (its own standard library included) are compiled or run by its interpreter: the latter
+when the environment variable ``TRITON_INTERPRET`` is ``1`` (or true/yes/on) at that moment.
+
+* Compiled process (the normal case): CUDA logits only. This is what ``backend="auto"`` picks for
+  CUDA float32/float16/bfloat16 logits.
+* Interpreted process (``TRITON_INTERPRET=1`` set before ``triton`` was first imported, e.g. at the
+  top of a test module): CPU logits too. The interpreter executes the same kernel source with
+  numpy, one program at a time: exact semantics, far too slow for measurements, so ``"auto"``
+  never picks it; tests force ``backend="triton"``. ``triton_mode`` refuses loudly a process
+  where Triton and these kernels were imported under different settings.
+
+Not handled (``available`` is false, "auto" uses the torch reference, a forced ``"triton"`` is a
+ValueError): float64 logits (the kernels compute in float32; the reference keeps float64), and
+logits that need derivatives (autograd or forward-mode dual tensors): the kernels have none.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import torch
+from torch import Tensor
+from torch.autograd import forward_ad
+
+from losslines.kernels.reference import LossReduction, check_loss, check_shapes
+
+TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+TRITON_REQUIREMENT = ("the triton package and float32/float16/bfloat16 logits without autograd on a CUDA device, "
+                      "or on CPU in Triton's interpreter (TRITON_INTERPRET=1 set before triton is first imported)")
+_TRUE = ("1", "true", "yes", "on")
+
+
+@functools.lru_cache(maxsize=1)
+def triton_installed() -> bool:
+    """Whether the ``triton`` package imports (tried once, on the first question that needs it)."""
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def interpreter_requested() -> bool:
+    """Whether ``TRITON_INTERPRET`` is set to a true value now."""
+    return os.environ.get("TRITON_INTERPRET", "0").strip().lower() in _TRUE
+
+
+def triton_mode() -> str:
+    """``"interpreted"`` or ``"compiled"``: how this process runs the loss kernels (imports Triton and
+    the kernel modules; fixed from then on).
+
+    Raises:
+        RuntimeError: Triton's standard library and the loss kernels were imported under different
+            ``TRITON_INTERPRET`` settings, so no kernel can run.
+    """
+    import triton.language as tl
+    from triton.runtime.interpreter import InterpretedFunction
+
+    from losslines.kernels.triton_cross_entropy import cross_entropy_kernel
+    from losslines.kernels.triton_mse import mse_kernel
+
+    library = isinstance(tl.max, InterpretedFunction)
+    if any(isinstance(k, InterpretedFunction) != library for k in (cross_entropy_kernel, mse_kernel)):
+        raise RuntimeError("triton was imported with TRITON_INTERPRET "
+                           f"{'set' if library else 'unset'} but losslines' Triton kernels were defined with it "
+                           f"{'unset' if library else 'set'}; set it (or not) before either is first imported")
+    return "interpreted" if library else "compiled"
+
+
+def _needs_derivatives(logits: Tensor) -> bool:
+    if torch.is_grad_enabled() and logits.requires_grad:
+        return True
+    return forward_ad.unpack_dual(logits).tangent is not None
+
+
+def triton_available(logits: Tensor) -> bool:
+    """Can ``backend="triton"`` reduce these logits? (See the module docstring.)
+
+    CUDA logits in an interpreted process are available (the interpreter copies them to the host)
+    but never automatic.
+    """
+    if logits.dtype not in TRITON_DTYPES or _needs_derivatives(logits):
+        return False
+    if logits.is_cuda:
+        return triton_installed()
+    if logits.device.type != "cpu" or not interpreter_requested():  # no import of triton needed
+        return False
+    return triton_installed() and triton_mode() == "interpreted"
+
+
+def triton_automatic(logits: Tensor) -> bool:
+    """May ``backend="auto"`` pick Triton for these logits? Only compiled kernels on CUDA."""
+    return logits.is_cuda and triton_available(logits) and triton_mode() == "compiled"
+
+
+def _check_class_indices(targets: Tensor, classes: int) -> None:
+    # the kernels read the target's logit directly, so an index outside [0, C) would read foreign
+    # memory; one reduction and one host sync refuse it loudly instead
+    if targets.numel() and bool(((targets < 0) | (targets >= classes)).any()):
+        low, high = int(targets.min()), int(targets.max())
+        raise ValueError(f"class-index targets must lie in [0, {classes}), got values in [{low}, {high}]")
+
+
+def reduce_loss_triton(logits: Tensor, targets: Tensor, *, loss: str = "cross_entropy",
+                       lines: int = 1) -> LossReduction:
+    """``kernels.reference.reduce_loss`` computed by fused Triton kernels (one read of the logits).
+
+    Args:
+        logits: ``[lines * n, C]`` float32/float16/bfloat16 line-major model outputs, any strides;
+            computed in float32.
+        targets: ``[lines * n]`` int32/int64 class indices in ``[0, C)`` ("cross_entropy", or "mse"
+            against one-hot vectors) or ``[lines * n, C]`` floats ("mse" regression), any strides,
+            on the logits' device.
+        loss: ``"cross_entropy"`` or ``"mse"``.
+        lines: number of points stacked in ``logits``.
+
+    Returns:
+        ``LossReduction``: float32 ``sample_loss [lines * n]`` (nats for cross-entropy), float64
+        ``line_sum [lines]`` (float32 partial sums over at most one row block, combined in
+        float64), int64 ``correct [lines]``.
+
+    Raises:
+        ValueError: unknown loss, misfitting shapes, targets on another device or out of range,
+            or logits this backend does not take (see ``TRITON_REQUIREMENT``).
+    """
+    check_loss(loss)
+    n = check_shapes(logits, targets, loss, lines)
+    if not triton_available(logits):
+        raise ValueError(f"the triton loss backend cannot reduce {logits.device} {logits.dtype} logits "
+                         f"(requires_grad={logits.requires_grad}); it needs {TRITON_REQUIREMENT}")
+    if targets.device != logits.device:
+        raise ValueError(f"targets are on {targets.device} but logits on {logits.device}; move them together")
+    if not targets.is_floating_point():
+        _check_class_indices(targets, logits.shape[1])
+    if loss == "cross_entropy":
+        from losslines.kernels.triton_cross_entropy import cross_entropy_triton
+        return cross_entropy_triton(logits, targets, lines=lines, n=n)
+    from losslines.kernels.triton_mse import mse_triton
+    return mse_triton(logits, targets, lines=lines, n=n)
