@@ -1,0 +1,64 @@
+"""The benchmark scripts are exercised at tiny sizes on CPU: gpu_check.sh parses and exits
+cleanly without CUDA, gpu_bench.py's dry run writes its JSON, the engine suite runs."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+BENCH = REPO / "bench"
+
+
+def run(cmd, **kwargs):
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, **kwargs)
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_gpu_check_script_parses_and_exits_cleanly_without_cuda(tmp_path):
+    assert run(["bash", "-n", str(BENCH / "gpu_check.sh")]).returncode == 0
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is present: the script would run the real check")
+    env = {**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable}
+    done = run(["bash", str(BENCH / "gpu_check.sh")], env=env)
+    assert done.returncode == 0, done.stderr
+    assert "no CUDA GPU is visible" in done.stderr
+    assert json.loads((tmp_path / "gpu_check.json").read_text())["status"] == "no_cuda"
+
+
+def test_gpu_bench_dry_run_writes_its_figures(tmp_path):
+    out = tmp_path / "dry.json"
+    done = run([sys.executable, str(BENCH / "gpu_bench.py"), "--dry-run", "--out", str(out), "--tests-rc", "0"])
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    assert report["status"] == "complete" and report["dry_run"] and report["workload"]["evaluations"] == 48
+    methods = report["methods"]
+    for name in ("loop", "vmap", "baseline", "forward_bound"):
+        assert methods[name]["evaluations_per_second"] > 0, name
+    for name in ("vmap", "baseline"):  # same per-sample losses as the loop (float32; baseline drifts)
+        assert methods[name]["max_abs_diff_vs_first"] < 1e-3, name
+    assert "skipped" in methods["vmap+triton"] or methods["vmap+triton"]["evaluations_per_second"] > 0
+    assert {"loop/baseline", "vmap/baseline", "loop/forward_bound", "vmap/forward_bound", "vmap/loop"} \
+        <= set(report["ratios"])
+    assert report["auto"]["requested"] == "auto" and report["auto"]["chosen"] in ("loop", "vmap")
+    assert report["tests"] == {"exit_status": 0}
+    refused = run([sys.executable, str(BENCH / "gpu_bench.py"), "--methods", "loop,fast", "--dry-run"])
+    assert refused.returncode == 2 and "unknown method(s) ['fast']" in refused.stderr
+
+
+def test_engine_benchmark_suite_runs_at_tiny_size(tmp_path):
+    out = tmp_path / "bench.json"
+    env = {**os.environ, "LOSSLINES_BENCH_SAMPLES": "8", "LOSSLINES_BENCH_POINTS": "2",
+           "LOSSLINES_BENCH_BATCHES": "4", "LOSSLINES_BENCH_WIDTH": "0.125", "LOSSLINES_BENCH_SIZE": "8",
+           "LOSSLINES_BENCH_ROUNDS": "1", "LOSSLINES_BENCH_JSON": str(out)}
+    done = run([sys.executable, "-m", "pytest", "bench/", "-q", "-p", "no:cacheprovider"], env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "4 passed" in done.stdout
+    figures = json.loads(out.read_text())["batches"]["4"]
+    assert set(figures["seconds"]) == {"loop", "vmap", "baseline", "forward_bound"}
+    assert figures["ratios"]["vmap/loop"] > 0 and figures["ratios"]["loop/baseline"] > 0
