@@ -58,7 +58,7 @@ def test_quickstart_store_is_analysed_end_to_end(tmp_path, capsys):
     assert main(["analyze", str(out), "--out", str(report_dir), "--formats", "png"]) == 0
     assert "wrote" in capsys.readouterr().out
     metrics = json.loads((report_dir / "metrics.json").read_text())
-    assert metrics["summary"]["analysed_lines"] == 8
+    assert metrics["analysed_lines"] == 8 and metrics["status"] == "complete"
     text = (report_dir / "report.md").read_text()
     assert "s_opt" in text and "![" in text
     assert sorted(p.name for p in report_dir.glob("*.png"))
