@@ -114,3 +114,29 @@ def test_errors_are_clear(tmp_path, monkeypatch):
     (tmp_path / "line_data_1.pickle").write_bytes(pickle.dumps(tmp_path))  # a class outside the format
     with pytest.raises(ValueError, match="refusing to unpickle"):
         import_pickles(tmp_path, tmp_path / "s.zarr")
+
+
+def test_cli_import_pickles_and_its_errors(tmp_path, monkeypatch, capsys):
+    from losslines.cli import main
+
+    src = tmp_path / "pickles"
+    src.mkdir()
+    rng = np.random.default_rng(4)
+    for step in (0, 1, 2):
+        _write(src, step, rng, monkeypatch)
+    out = tmp_path / "imported.zarr"
+    assert main(["import-pickles", str(src), "--out", str(out), "--lr", "0.1"]) == 0
+    store = open_store(out)
+    assert store.committed_lines == 3 and store.status == "complete"
+    np.testing.assert_allclose(store["lr"][...], 0.1)
+    capsys.readouterr()
+    # Importing onto an existing store, or from a folder without pickles: exit 2, one line.
+    assert main(["import-pickles", str(src), "--out", str(out)]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert open_store(out).committed_lines == 3
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["import-pickles", str(empty), "--out", str(tmp_path / "x.zarr")]) == 2
+    assert "pickle" in capsys.readouterr().err
+    assert main(["analyze", str(tmp_path / "missing.zarr")]) == 2
+    assert "missing.zarr" in capsys.readouterr().err
