@@ -2,6 +2,7 @@
 
 ``losslines run CONFIG``           train, measure lines on the schedule, stream them to a store
 ``losslines info STORE``           a human summary of a store
+``losslines verify STORE``         check a store against format v1 and the invariants (exit 1 if not)
 ``losslines analyze STORE``        the paper's metrics and figures: report.md, metrics.json, PNG/PDF
 ``losslines import-pickles DIR``   convert the original research code's pickles to a v1 store
 
@@ -48,6 +49,20 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from losslines.store.reader import open_store
+    from losslines.store.verify import verify_store
+
+    findings = verify_store(args.store)
+    for finding in findings:
+        print(finding)
+    store = open_store(args.store)
+    verdict = "invalid" if findings else "valid"
+    print(f"{verdict}: {args.store} ({store.committed_lines} committed lines, status {store.status}, "
+          f"{len(findings)} finding(s))")
+    return 1 if findings else 0
+
+
 def _cmd_analyze(args: argparse.Namespace) -> int:
     from losslines.analysis import run_analyze
 
@@ -92,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="summarise a store")
     p.add_argument("store", type=Path)
     p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser("verify", help="check a store against format v1 and the measurement invariants")
+    p.add_argument("store", type=Path)
+    p.set_defaults(func=_cmd_verify)
 
     p = sub.add_parser("analyze", help="write report.md, metrics.json and figures for a store")
     add_analyze_arguments(p)

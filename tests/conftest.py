@@ -6,6 +6,7 @@ handful of random images, and returns the arrays it wrote so tests can compare e
 
 from __future__ import annotations
 
+import copy
 import gzip
 import pickle
 from pathlib import Path
@@ -13,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+from losslines.config import apply_overrides, parse_config
 
 
 def _images(rng: np.random.Generator, n: int, shape: tuple[int, ...]) -> np.ndarray:
@@ -149,3 +152,34 @@ def dump_toml(table: dict, prefix: str = "") -> str:
 def toml_dumps():
     """:func:`dump_toml`, for tests that write config files."""
     return dump_toml
+
+
+# A training run that finishes in about a second: synthetic 8x8 data, a quarter-width CNN,
+# 12 momentum-SGD steps, a line every 2 steps with every per-sample loss.
+TINY_RUN = {
+    "name": "tiny",
+    "seed": 3,
+    "data": {"name": "synthetic", "n_val": 24,
+             "options": {"shape": [1, 8, 8], "num_classes": 4, "n_samples": 120}},
+    "model": {"name": "small_cnn", "width": 0.25},
+    "train": {"steps": 12, "batch_size": 16, "optimizer": "sgd", "lr": 0.1, "momentum": 0.9,
+              "checkpoint_every": 4},
+    "measure": {"direction": "sgd", "schedule": "every", "every": 2, "spacing": 0.05, "half_width": 0.3,
+                "bn": "batch", "bn_group": 16, "sample_losses": ["train", "val", "batch"],
+                "sample_dtype": "float32"},
+    "store": {"line_chunk": 4},
+}
+
+
+def make_tiny_config(tmp_path, *overrides: str, name: str = "run"):
+    """A validated tiny RunConfig writing to ``tmp_path/<name>.zarr``, with ``--set``-style overrides."""
+    table = copy.deepcopy(TINY_RUN)
+    table["store"]["path"] = str(tmp_path / f"{name}.zarr")
+    apply_overrides(table, overrides)
+    return parse_config(table)
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    """:func:`make_tiny_config`."""
+    return make_tiny_config

@@ -6,36 +6,13 @@ import numpy as np
 import pytest
 
 from losslines.cli import main
-from losslines.config import apply_overrides, parse_config
+from losslines.config import config_to_dict
 from losslines.engine.driver import run
 from losslines.store import open_store
-
-TINY = {
-    "name": "tiny",
-    "seed": 3,
-    "data": {"name": "synthetic", "n_val": 24,
-             "options": {"shape": [1, 8, 8], "num_classes": 4, "n_samples": 120}},
-    "model": {"name": "small_cnn", "width": 0.25},
-    "train": {"steps": 12, "batch_size": 16, "optimizer": "sgd", "lr": 0.1, "momentum": 0.9,
-              "checkpoint_every": 4},
-    "measure": {"direction": "sgd", "schedule": "every", "every": 2, "spacing": 0.05, "half_width": 0.3,
-                "bn": "batch", "bn_group": 16, "sample_losses": ["train", "val", "batch"],
-                "sample_dtype": "float32"},
-    "store": {"line_chunk": 4},
-}
 
 PER_LINE = ["step", "epoch", "lr", "direction_norm", "update_step", "loss_train", "loss_val", "loss_batch",
             "acc_train", "acc_val", "loss_at_update_train", "slope0_train", "slope0_batch",
             "sample_loss_train", "sample_loss_val", "sample_loss_batch", "batch_ids"]
-
-
-def tiny_config(tmp_path, *overrides: str, name: str = "run"):
-    import copy
-
-    table = copy.deepcopy(TINY)
-    table["store"]["path"] = str(tmp_path / f"{name}.zarr")
-    apply_overrides(table, overrides)
-    return parse_config(table)
 
 
 def read_all(path) -> dict[str, np.ndarray]:
@@ -48,7 +25,7 @@ def assert_same_arrays(a: dict, b: dict) -> None:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
 
 
-def test_run_writes_a_complete_store(tmp_path):
+def test_run_writes_a_complete_store(tmp_path, tiny_config):
     cfg = tiny_config(tmp_path)
     result = run(cfg, progress=False)
     assert result.status == "complete" and result.steps == 12 and result.lines == 6
@@ -65,7 +42,7 @@ def test_run_writes_a_complete_store(tmp_path):
     assert store.config["name"] == "tiny"
 
 
-def test_sgd_direction_batch_slope_is_minus_gradient_norm(tmp_path):
+def test_sgd_direction_batch_slope_is_minus_gradient_norm(tmp_path, tiny_config):
     cfg = tiny_config(tmp_path, "train.momentum=0.0")
     run(cfg, progress=False)
     store = open_store(cfg.store_path)
@@ -73,7 +50,7 @@ def test_sgd_direction_batch_slope_is_minus_gradient_norm(tmp_path):
 
 
 @pytest.mark.parametrize("stop_at", [5, 7])
-def test_resume_after_interrupt_gives_the_same_arrays(tmp_path, stop_at):
+def test_resume_after_interrupt_gives_the_same_arrays(tmp_path, tiny_config, stop_at):
     whole = tiny_config(tmp_path, name="whole")
     run(whole, progress=False)
     cfg = tiny_config(tmp_path, name="sliced")
@@ -86,7 +63,7 @@ def test_resume_after_interrupt_gives_the_same_arrays(tmp_path, stop_at):
     assert open_store(cfg.store_path).status == "complete"
 
 
-def test_resume_after_crash_rolls_back_to_the_checkpoint(tmp_path):
+def test_resume_after_crash_rolls_back_to_the_checkpoint(tmp_path, tiny_config):
     """A crash after lines were committed past the last checkpoint: resume redoes those lines."""
     whole = tiny_config(tmp_path, name="whole")
     run(whole, progress=False)
@@ -105,7 +82,7 @@ def test_resume_after_crash_rolls_back_to_the_checkpoint(tmp_path):
     assert_same_arrays(read_all(whole.store_path), read_all(cfg.store_path))
 
 
-def test_existing_store_is_kept_without_resume(tmp_path, capsys):
+def test_existing_store_is_kept_without_resume(tmp_path, tiny_config, capsys):
     cfg = tiny_config(tmp_path)
     run(cfg, progress=False)
     before = read_all(cfg.store_path)
@@ -114,7 +91,7 @@ def test_existing_store_is_kept_without_resume(tmp_path, capsys):
     assert_same_arrays(before, read_all(cfg.store_path))
 
 
-def test_resume_with_another_config_is_refused(tmp_path):
+def test_resume_with_another_config_is_refused(tmp_path, tiny_config):
     cfg = tiny_config(tmp_path)
     run(cfg, progress=False, stop_at_step=5)
     other = tiny_config(tmp_path, "train.lr=0.05")
@@ -122,7 +99,7 @@ def test_resume_with_another_config_is_refused(tmp_path):
         run(other, resume=True, progress=False)
 
 
-def test_adam_step_direction(tmp_path):
+def test_adam_step_direction(tmp_path, tiny_config):
     cfg = tiny_config(tmp_path, "train.optimizer='adam'", "train.momentum=0.0", "train.lr=0.01",
                       "measure.direction='step'")
     result = run(cfg, progress=False)
@@ -133,7 +110,7 @@ def test_adam_step_direction(tmp_path):
     assert (u > 0).all()
 
 
-def test_cli_run_and_info(tmp_path, capsys):
+def test_cli_run_and_info(tmp_path, tiny_config, capsys):
     cfg_path = tmp_path / "tiny.toml"
     cfg_path.write_text(
         'name = "clitiny"\n[data]\nname = "synthetic"\nn_val = 16\n'
@@ -153,7 +130,7 @@ def test_cli_run_and_info(tmp_path, capsys):
     assert open_store(out).committed_lines == 4
 
 
-def test_ctrl_c_checkpoints_between_steps_and_resume_matches(tmp_path, toml_dumps):
+def test_ctrl_c_checkpoints_between_steps_and_resume_matches(tmp_path, tiny_config, toml_dumps):
     """A real SIGINT to `losslines run`: exit 130, status failed, and --resume completes the same arrays."""
     import json
     import signal
@@ -166,7 +143,7 @@ def test_ctrl_c_checkpoints_between_steps_and_resume_matches(tmp_path, toml_dump
     run(whole, progress=False)
 
     cfg_path = tmp_path / "tiny.toml"
-    cfg_path.write_text(toml_dumps(TINY))
+    cfg_path.write_text(toml_dumps(config_to_dict(tiny_config(tmp_path, name="from_toml"))))
     out = tmp_path / "sig.zarr"
     cmd = [sys.executable, "-m", "losslines.cli", "run", str(cfg_path), "--out", str(out), "-q",
            "--set", "train.steps=40", "--set", "train.checkpoint_every=0", "--set", "threads=1"]
