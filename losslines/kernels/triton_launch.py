@@ -21,6 +21,7 @@ from losslines.kernels.reference import LossReduction
 TILE_ELEMENTS = 4096  # logits per [BLOCK_R, BLOCK_C] tile: registers per program on a GPU
 MAX_BLOCK_C = 1024  # wider rows are streamed in tiles of this many columns
 
+
 def tile_shape(n: int, classes: int, block_rows: int | None = None,
                block_cols: int | None = None) -> tuple[int, int]:
     """``(BLOCK_R, BLOCK_C)``: powers of two, ``BLOCK_C <= MAX_BLOCK_C`` covering ``classes`` if it

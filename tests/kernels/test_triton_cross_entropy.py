@@ -18,14 +18,17 @@ import torch
 if not torch.cuda.is_available():
     os.environ["TRITON_INTERPRET"] = "1"  # before triton is first imported (by the kernel modules)
 pytest.importorskip("triton")
-import torch.nn.functional as F
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from losslines.kernels import reduce_loss
-from losslines.kernels.triton_backend import reduce_loss_triton
+import torch.nn.functional as F  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from losslines.kernels import reduce_loss  # noqa: E402
+from losslines.kernels.triton_backend import reduce_loss_triton  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+# with CUDA this oracle table runs the compiled kernels, so `pytest -m gpu` (bench/gpu_check.sh) runs it
+pytestmark = [pytest.mark.gpu] if DEVICE == "cuda" else []
 LAYOUTS = ("contiguous", "transposed", "strided")
 NEG_INF = float("-inf")
 
