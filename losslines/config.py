@@ -132,6 +132,10 @@ class MeasureConfig:
         sample_losses: splits whose per-sample losses are stored (``train``, ``val``, ``batch``).
         sample_dtype: ``float16`` or ``float32``.
         n_train: measured training samples (0 = the whole training subset).
+        directions_at: steps at which the "all directions" mode (paper Fig. 8) measures
+            ``n_directions`` extra lines from θ_t along fresh mini-batch SGD directions
+            (into the store's ``directions/`` group).
+        n_directions: M, the number of directions per such step.
     """
 
     direction: Literal["sgd", "step"] = "sgd"
@@ -150,6 +154,8 @@ class MeasureConfig:
     sample_losses: list[str] = field(default_factory=lambda: ["train", "batch"])
     sample_dtype: Literal["float16", "float32"] = "float16"
     n_train: int = 0
+    directions_at: list[int] = field(default_factory=list)
+    n_directions: int = 0
 
 
 @dataclass(frozen=True)
@@ -215,6 +221,9 @@ _RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "measure.sample_losses": (lambda v: set(v) <= {"train", "val", "batch"} and len(set(v)) == len(v),
                               "distinct entries of 'train', 'val', 'batch'"),
     "measure.n_train": (lambda v: v >= 0, ">= 0 (0 = the whole training subset)"),
+    "measure.directions_at": (lambda v: all(s >= 0 for s in v) and list(v) == sorted(set(v)),
+                              "increasing step numbers >= 0"),
+    "measure.n_directions": (lambda v: 0 <= v <= 4096, "in [0, 4096]"),
     "store.path": (lambda v: bool(v.strip()), "a path"),
     "store.line_chunk": (lambda v: 1 <= v <= 65536, "in [1, 65536]"),
     "store.sample_block": (lambda v: 1 <= v <= 1 << 20, "in [1, 1048576]"),
@@ -315,6 +324,13 @@ def _check_consistency(cfg: RunConfig) -> None:
         raise ConfigError(f"config key 'measure.at': step {max(m.at)} is past the run (train.steps = {t.steps})")
     if m.schedule == "log" and m.count > t.steps:
         raise ConfigError(f"config key 'measure.count': {m.count} log-spaced lines need train.steps >= {m.count}")
+    if m.directions_at and m.n_directions < 2:
+        raise ConfigError("config key 'measure.n_directions': measure.directions_at needs n_directions >= 2")
+    if m.n_directions and not m.directions_at:
+        raise ConfigError("config key 'measure.directions_at': n_directions > 0 needs the steps to measure them at")
+    if m.directions_at and max(m.directions_at) >= t.steps:
+        raise ConfigError(f"config key 'measure.directions_at': step {max(m.directions_at)} is past the run "
+                          f"(train.steps = {t.steps})")
     if m.half_width < m.spacing:
         raise ConfigError(f"config key 'measure.half_width': {m.half_width} is below measure.spacing = {m.spacing}")
     if (m.half_width / m.spacing) > 100_000:

@@ -62,6 +62,7 @@ class TrainingState:
         generators: ``{"order": ..., "augment": ...}`` states of the run's own generators.
         global_rng: :func:`global_rng_state`.
         config: the resolved config, to refuse resuming a different run.
+        committed_direction_lines: lines committed to the ``directions/`` group.
     """
 
     step: int
@@ -73,6 +74,7 @@ class TrainingState:
     generators: dict[str, torch.Tensor]
     global_rng: dict[str, Any]
     config: dict[str, Any]
+    committed_direction_lines: int = 0
 
 
 def save_checkpoint(directory: Path, state: TrainingState) -> Path:

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from losslines._version import __version__
 from losslines.config import RunConfig, TrainConfig, config_to_dict
+from losslines.engine.all_directions import measure_all_directions
 from losslines.engine.checkpoint import (
     TrainingState,
     checkpoint_dir,
@@ -276,7 +277,7 @@ def run(
         n_points=grid.n_points, n_train=n_meas, n_val=len(dataset.val), batch_size=t.batch_size,
         sample_losses=tuple(s for s in ("train", "val", "batch") if s in cfg.measure.sample_losses),
         sample_dtype=cfg.measure.sample_dtype, line_chunk=cfg.store.line_chunk,
-        sample_block=cfg.store.sample_block,
+        sample_block=cfg.store.sample_block, n_directions=cfg.measure.n_directions,
     )
     order_gen = torch.Generator().manual_seed(cfg.seed * 7919 + 1)
     augment_gen = torch.Generator(device=device).manual_seed(cfg.seed * 7919 + 2)
@@ -293,6 +294,7 @@ def run(
         augment_gen.set_state(state.generators["augment"])
         set_global_rng_state(state.global_rng)
         writer = StoreWriter.resume(store_path, at_line=state.committed_lines,
+                                    at_direction_line=state.committed_direction_lines if layout.n_directions else None,
                                     max_queued_lines=cfg.store.max_queued_lines)
         start_step, epoch_order = state.step, state.epoch_order
     else:
@@ -318,6 +320,7 @@ def run(
             epoch_order=epoch_order, model=model.state_dict(), stepper=stepper.state_dict(),
             generators={"order": order_gen.get_state(), "augment": augment_gen.get_state()},
             global_rng=global_rng_state(), config=resolved,
+            committed_direction_lines=writer.committed_direction_lines if layout.n_directions else 0,
         ))
 
     bar = None
@@ -325,6 +328,7 @@ def run(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=t.steps, initial=start_step, unit="step", desc=cfg.name, dynamic_ncols=True)
+    directions_at = frozenset(cfg.measure.directions_at)
     lines_here, loop_t0 = 0, time.perf_counter()
     step = start_step
     status = "interrupted"
@@ -349,6 +353,11 @@ def run(
                 else:  # one-hot targets, the same convention as the evaluator's mse on class labels
                     loss = F.mse_loss(out, F.one_hot(yb, dataset.num_classes).to(out.dtype))
                 loss.backward()
+                if step in directions_at:  # before the step: the model holds θ_t
+                    writer.append_directions(measure_all_directions(
+                        sampler, step, epoch=epoch, lr=lr_at(t, step), train=(train_x, train_y), train_ids=train_ids,
+                        batch_size=t.batch_size, count=cfg.measure.n_directions,
+                        seed=cfg.seed * 1_000_003 + step, loss=cfg.measure.loss))
                 measured = sampler.should_measure(step)
                 with sampler.measure(step, stepper.source, batch=(xb, yb), batch_ids=train_ids[idx].numpy(),
                                      epoch=epoch):

@@ -178,6 +178,20 @@ class LineSampler:
         else:
             self.records.append(record)
 
+    def measure_direction(self, step: int, direction: Direction, *, theta: dict, buffers: dict,
+                          batch: tuple[Tensor, Tensor] | None = None, batch_ids=None, epoch: int = 0,
+                          trained_bn: str = "batch") -> dict:
+        """Measure one line from an explicit θ_t along an explicit direction; return its record.
+
+        The building block of ``measure`` and of the all-directions mode: the same grid,
+        splits, BatchNorm semantics, slopes and enlargement rings, nothing is emitted to the
+        sink. ``trained_bn`` is the BatchNorm mode of the direction batch (``"batch"``:
+        train-mode statistics over the batch as one group).
+        """
+        if self.measure_batch and batch is None:
+            raise ValueError(f"step {step}: measure_batch=True needs the direction batch (batch=)")
+        return self._measure_line(step, epoch, direction, theta, buffers, batch, batch_ids, trained_bn)
+
     # -- internals ------------------------------------------------------------------------------
 
     def _source(self, source) -> DirectionSource:
