@@ -57,6 +57,16 @@ def check_against_oracle(logits, targets, lines, **blocks):
     return red
 
 
+def assert_same(actual, expected):
+    """Bitwise equal in the interpreter (numpy does the same operations for any strides); within
+    float32 reduction order on a GPU (the compiler may pick a different register layout for
+    another stride pattern, hence another summation tree)."""
+    if DEVICE == "cpu":
+        assert torch.equal(actual, expected)
+    else:
+        torch.testing.assert_close(actual, expected, rtol=1e-6, atol=1e-6)
+
+
 @st.composite
 def cases(draw):
     """Logits with extreme scales, −inf entries, all-equal rows and ties, in any layout."""
@@ -83,7 +93,7 @@ def cases(draw):
     return z.to(dtype), t, lines, layout, blocks
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40 if DEVICE == "cpu" else 12, deadline=None)  # each GPU case may compile
 @given(cases())
 def test_matches_torch_cross_entropy_over_a_table_of_extremes(relayout, case):
     logits, targets, lines, layout, blocks = case
@@ -130,7 +140,8 @@ def test_layouts_give_identical_results(relayout):
     base = reduce_loss_triton(logits, targets, lines=3)
     for layout in LAYOUTS[1:]:
         red = reduce_loss_triton(relayout(logits, layout), relayout(targets, layout), lines=3)
-        assert torch.equal(red.sample_loss, base.sample_loss) and torch.equal(red.line_sum, base.line_sum)
+        assert_same(red.sample_loss, base.sample_loss)
+        assert_same(red.line_sum, base.line_sum)
         assert torch.equal(red.correct, base.correct)
 
 

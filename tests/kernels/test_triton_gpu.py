@@ -34,11 +34,13 @@ def test_compiled_cross_entropy_matches_torch_at_scale(lines, n, classes, dtype)
     red = reduce_loss(logits, targets, loss="cross_entropy", lines=lines, backend="triton")
     per = F.cross_entropy(logits.float(), targets, reduction="none")
     torch.testing.assert_close(red.sample_loss, per, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(red.line_sum, per.double().view(lines, n).sum(1), rtol=1e-6, atol=1e-6)
+    # float32 partials over at most BLOCK_R (<= 256) rows, combined in float64
+    torch.testing.assert_close(red.line_sum, per.double().view(lines, n).sum(1), rtol=1e-5, atol=1e-6)
     assert torch.equal(red.correct, (logits.float().argmax(1) == targets).view(lines, n).sum(1))
-    # and the transposed layout reads the same numbers
+    # and the transposed layout reads the same numbers (up to float32 summation order)
     again = reduce_loss(logits.t().contiguous().t(), targets, lines=lines, backend="triton")
-    assert torch.equal(again.sample_loss, red.sample_loss)
+    torch.testing.assert_close(again.sample_loss, red.sample_loss, rtol=1e-6, atol=1e-6)
+    assert torch.equal(again.correct, red.correct)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -51,7 +53,7 @@ def test_compiled_mse_matches_torch_at_scale(lines, n, classes, dtype, kind):
     red = reduce_loss(logits, targets, loss="mse", lines=lines, backend="triton")
     ref = reduce_loss(logits, targets, loss="mse", lines=lines, backend="torch")
     torch.testing.assert_close(red.sample_loss, ref.sample_loss, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(red.line_sum, ref.line_sum, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(red.line_sum, ref.line_sum, rtol=1e-5, atol=1e-6)
     assert torch.equal(red.correct, ref.correct)
 
 

@@ -49,6 +49,16 @@ def check_against_oracle(logits, targets, lines, **blocks):
     return red
 
 
+def assert_same(actual, expected):
+    """Bitwise equal in the interpreter (numpy does the same operations for any strides); within
+    float32 reduction order on a GPU (the compiler may pick a different register layout for
+    another stride pattern, hence another summation tree)."""
+    if DEVICE == "cpu":
+        assert torch.equal(actual, expected)
+    else:
+        torch.testing.assert_close(actual, expected, rtol=1e-6, atol=1e-6)
+
+
 @st.composite
 def cases(draw):
     lines, n, classes = draw(st.integers(1, 4)), draw(st.integers(1, 16)), draw(st.integers(1, 40))
@@ -68,7 +78,7 @@ def cases(draw):
     return z.to(dtype), targets, lines, layouts, blocks
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40 if DEVICE == "cpu" else 12, deadline=None)  # each GPU case may compile
 @given(cases())
 def test_matches_torch_mse_over_a_table_of_shapes_and_targets(relayout, case):
     logits, targets, lines, (layout_z, layout_y), blocks = case
@@ -108,7 +118,8 @@ def test_layouts_give_identical_results(relayout):
     base = reduce_loss(logits, targets, loss="mse", lines=2, backend="triton")
     for layout in LAYOUTS[1:]:
         red = reduce_loss(relayout(logits, layout), relayout(targets, layout), loss="mse", lines=2, backend="triton")
-        assert torch.equal(red.sample_loss, base.sample_loss) and torch.equal(red.line_sum, base.line_sum)
+        assert_same(red.sample_loss, base.sample_loss)
+        assert_same(red.line_sum, base.line_sum)
 
 
 @pytest.mark.parametrize("lines, n, block_rows", [(3, 13, 4), (1, 40, 16), (40, 1, None)])
