@@ -252,7 +252,7 @@ def load_image_source(src: ImageSource, root: Path, download: bool) -> RawData:
                 f"there ({src.hint}) or pass --data-root/set LOSSLINES_DATA"
                 if download
                 else f"{src.name} not found under {target} ({reason}); put the official files there "
-                f"({src.hint}), pass --data-root/set LOSSLINES_DATA, or allow download=True"
+                f"({src.hint}), pass --data-root/set LOSSLINES_DATA, or enable downloads (data.download = true)"
             )
     base, train_paths, test_paths = found
     train_x, train_y = src.read(train_paths)
