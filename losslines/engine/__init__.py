@@ -3,8 +3,9 @@
 * ``grid``: the fixed step-size grid (``make_grid``, ``Grid``).
 * ``directions``: where a line points (``SGDDirection``, ``OptimizerStepDirection``, ``Direction``).
 * ``evaluator``: one line of one split (``LineEvaluator``, ``measure_line``, ``LineMeasurement``);
-  ``line`` (θ_t + s·û as a function), ``strategies`` (``loop``; ``vmap``/``auto`` reserved),
-  ``modes`` (BatchNorm/dropout settings, RNG preservation).
+  ``line`` (θ_t + s·û as a function), ``strategies`` (``loop``, ``vmap``, ``auto`` and its
+  ``StrategyReport``), ``memory`` (chunk sizes from a memory budget), ``modes`` (BatchNorm/dropout
+  settings, RNG preservation).
 * ``schedule``: which steps are measured (``Schedule``).
 * ``sampler``: the training-loop hook (``LineSampler``).
 """
@@ -15,7 +16,7 @@ from losslines.engine.grid import Grid, make_grid
 from losslines.engine.modes import BN_MODES, DROPOUT_MODES
 from losslines.engine.sampler import LineSampler
 from losslines.engine.schedule import SCHEDULE_KINDS, Schedule, make_schedule
-from losslines.engine.strategies import STRATEGIES, Strategy, make_strategy
+from losslines.engine.strategies import STRATEGIES, Strategy, StrategyReport, make_strategy
 
 __all__ = [
     # grid
@@ -24,7 +25,7 @@ __all__ = [
     "Direction", "DirectionSource", "SGDDirection", "OptimizerStepDirection",
     # evaluation
     "LineEvaluator", "LineMeasurement", "measure_line", "BN_MODES", "DROPOUT_MODES",
-    "STRATEGIES", "Strategy", "make_strategy",
+    "STRATEGIES", "Strategy", "StrategyReport", "make_strategy",
     # schedules and the hook
     "Schedule", "make_schedule", "SCHEDULE_KINDS", "LineSampler",
 ]

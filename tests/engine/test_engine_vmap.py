@@ -236,7 +236,7 @@ def test_vmap_equals_loop_on_cuda(bn):
     cuda32 = copy.deepcopy(model).cuda()
     f32 = measure_line(cuda32, x, y, {n: d.cuda() for n, d in direction.items()}, positions, strategy="vmap",
                        **kwargs)
-    np.testing.assert_allclose(f32.loss, cpu.loss, rtol=1e-3)
+    np.testing.assert_allclose(f32.loss, cpu.loss, rtol=5e-3)  # TF32 convolutions
 
 
 @pytest.mark.gpu
