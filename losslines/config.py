@@ -34,6 +34,8 @@ __all__ = [
     "RunConfig",
     "load_config",
     "parse_config",
+    "parse_size",
+    "memory_budget",
     "apply_overrides",
     "config_to_dict",
 ]
@@ -128,7 +130,11 @@ class MeasureConfig:
         bn: ``batch`` (train-mode statistics over groups of ``bn_group`` samples) or
             ``running`` (eval-mode running statistics).
         loss: per-sample loss, ``cross_entropy`` or ``mse``.
-        strategy: evaluation strategy (``loop``).
+        strategy: evaluation strategy: ``loop`` (one forward per point; fastest on CPU),
+            ``vmap`` (``torch.func.vmap`` over chunks of points) or ``auto`` (times both on the
+            first line, keeps the faster, records the choice in the store attributes).
+        max_memory: memory budget of one evaluation chunk: ``auto`` (half of the free CUDA
+            memory on a GPU, 256 MiB on CPU) or a size such as ``"512MiB"``, ``"8GiB"``.
         sample_losses: splits whose per-sample losses are stored (``train``, ``val``, ``batch``).
         sample_dtype: ``float16`` or ``float32``.
         n_train: measured training samples (0 = the whole training subset).
@@ -150,7 +156,8 @@ class MeasureConfig:
     bn: Literal["batch", "running"] = "batch"
     bn_group: int = 128
     loss: Literal["cross_entropy", "mse"] = "cross_entropy"
-    strategy: Literal["loop"] = "loop"
+    strategy: Literal["loop", "vmap", "auto"] = "loop"
+    max_memory: str = "auto"
     sample_losses: list[str] = field(default_factory=lambda: ["train", "batch"])
     sample_dtype: Literal["float16", "float32"] = "float16"
     n_train: int = 0
@@ -224,11 +231,35 @@ _RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "measure.directions_at": (lambda v: all(s >= 0 for s in v) and list(v) == sorted(set(v)),
                               "increasing step numbers >= 0"),
     "measure.n_directions": (lambda v: 0 <= v <= 4096, "in [0, 4096]"),
+    "measure.max_memory": (lambda v: v == "auto" or parse_size(v) is not None,
+                           "'auto' or a size like '512MiB' or '8GiB'"),
     "store.path": (lambda v: bool(v.strip()), "a path"),
     "store.line_chunk": (lambda v: 1 <= v <= 65536, "in [1, 65536]"),
     "store.sample_block": (lambda v: 1 <= v <= 1 << 20, "in [1, 1048576]"),
     "store.max_queued_lines": (lambda v: 1 <= v <= 4096, "in [1, 4096]"),
 }
+
+
+_SIZE_UNITS = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}
+
+
+def parse_size(text: str) -> int | None:
+    """``"512MiB"`` -> bytes; None if ``text`` is not a positive size with a binary unit."""
+    text = text.strip()
+    for unit in sorted(_SIZE_UNITS, key=len, reverse=True):
+        if text.endswith(unit):
+            number = text[: -len(unit)].strip()
+            try:
+                value = float(number)
+            except ValueError:
+                return None
+            return int(value * _SIZE_UNITS[unit]) if value > 0 else None
+    return None
+
+
+def memory_budget(measure: "MeasureConfig") -> int | None:
+    """The evaluator's memory budget in bytes (None: the device default)."""
+    return None if measure.max_memory == "auto" else parse_size(measure.max_memory)
 
 
 def _type_name(value: Any) -> str:

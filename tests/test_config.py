@@ -53,6 +53,12 @@ MALFORMED = [
     ("device = 'tpu'\n", "device"),
     ("seed = true\n", "seed"),
     ("data = 3\n", "data"),
+    ("[measure]\nstrategy = 'fast'\n", "measure.strategy"),
+    ("[measure]\nmax_memory = '12 bananas'\n", "measure.max_memory"),
+    ("[measure]\nmax_memory = 512\n", "measure.max_memory"),
+    ("[measure]\nn_directions = 4\n", "measure.directions_at"),
+    ("[measure]\ndirections_at = [20]\nn_directions = 4\n", "measure.directions_at"),
+    ("[measure]\ndirections_at = [2]\nn_directions = 1\n", "measure.n_directions"),
 ]
 
 
@@ -140,3 +146,12 @@ def test_console_script_exit_code(write_config):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "train.learning_rate" in proc.stderr
+
+
+@pytest.mark.parametrize("text,expected", [("auto", None), ("512MiB", 512 << 20), ("1.5GiB", int(1.5 * (1 << 30))),
+                                           ("64 KiB", 64 << 10)])
+def test_max_memory_sizes(text, expected):
+    from losslines.config import memory_budget
+
+    cfg = parse_config({"measure": {"max_memory": text}})
+    assert memory_budget(cfg.measure) == expected

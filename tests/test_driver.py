@@ -171,3 +171,21 @@ def test_ctrl_c_checkpoints_between_steps_and_resume_matches(tmp_path, tiny_conf
     for name in PER_LINE:
         np.testing.assert_array_equal(a[name][...], b[name][...], err_msg=name)
 
+
+
+def test_vmap_and_auto_strategies_match_loop_and_auto_is_recorded(tmp_path, tiny_config, capsys):
+    loop = tiny_config(tmp_path, "train.steps=4", name="loop")
+    run(loop, progress=False)
+    a = read_all(loop.store_path)
+    for strategy in ("vmap", "auto"):
+        cfg = tiny_config(tmp_path, "train.steps=4", f"measure.strategy='{strategy}'", "measure.max_memory='64MiB'",
+                          name=strategy)
+        run(cfg, progress=False)
+        b = read_all(cfg.store_path)
+        for name in ("loss_train", "loss_val", "loss_batch", "sample_loss_train", "slope0_train", "update_step"):
+            np.testing.assert_allclose(b[name], a[name], rtol=1e-5, atol=1e-6, err_msg=f"{strategy} {name}")
+        report = open_store(cfg.store_path).attrs["strategy_report"]
+        assert report["requested"] == strategy
+        assert report["chosen"] in ("loop", "vmap")
+    assert "strategy auto chose" in capsys.readouterr().err
+    assert "strategy_report" in open_store(loop.store_path).attrs

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import platform
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from losslines._version import __version__
-from losslines.config import RunConfig, TrainConfig, config_to_dict
+from losslines.config import RunConfig, TrainConfig, config_to_dict, memory_budget
 from losslines.engine.all_directions import measure_all_directions
 from losslines.engine.checkpoint import (
     TrainingState,
@@ -133,6 +134,14 @@ class _Stepper:
 
     def load_state_dict(self, state: dict) -> None:
         self.source.load_state_dict(state)
+
+
+def _log(message: str, bar) -> None:
+    """One line on stderr that does not break the progress bar."""
+    if bar is not None:
+        bar.write(f"losslines: {message}", file=sys.stderr)
+    else:
+        print(f"losslines: {message}", file=sys.stderr)
 
 
 class _InterruptBetweenSteps:
@@ -310,7 +319,7 @@ def run(
         model, grid=grid, schedule=schedule, train=(train_x[:n_meas], train_y[:n_meas]), val=val,
         bn=cfg.measure.bn, bn_group=cfg.measure.bn_group, loss=cfg.measure.loss,
         sample_losses=layout.sample_losses, sink=writer.append, strategy=cfg.measure.strategy,
-        batch_size=t.batch_size,
+        batch_size=t.batch_size, memory_budget=memory_budget(cfg.measure),
     )
 
     def checkpoint(next_step: int) -> None:
@@ -329,6 +338,7 @@ def run(
 
         bar = tqdm(total=t.steps, initial=start_step, unit="step", desc=cfg.name, dynamic_ncols=True)
     directions_at = frozenset(cfg.measure.directions_at)
+    strategy_recorded = False  # a resumed run times `auto` again and records it again
     lines_here, loop_t0 = 0, time.perf_counter()
     step = start_step
     status = "interrupted"
@@ -363,6 +373,13 @@ def run(
                                      epoch=epoch):
                     stepper.step()
                 lines_here += int(measured)
+                if measured and not strategy_recorded and sampler.strategy_report is not None:
+                    report = sampler.strategy_report.as_attrs()
+                    writer.update_attrs({"strategy_report": report})
+                    strategy_recorded = True
+                    if report["requested"] == "auto":
+                        timings = ", ".join(f"{k} {v * 1e3:.2f} ms/point" for k, v in report["seconds_per_point"].items())
+                        _log(f"strategy auto chose {report['chosen']} ({timings})", bar)
                 if on_step is not None:
                     on_step(step)
                 if bar is not None:
