@@ -50,22 +50,21 @@ def distance_figure(res: AnalysisResult) -> Figure:
     d = res.distances
     if d is None or res.distance_lines is None:
         raise ValueError("the result has no distance matrices to draw")
-    fig = Figure(figsize=(13, 3.8), layout="constrained")
-    axes = fig.subplots(1, 4)
     lines = res.distance_lines
-    views = [(d.view, lines[d.view_lines], f"all {d.n_lines} lines"),
-             (d.first, lines[: d.first.shape[0]], f"first {d.first.shape[0]} lines")]
+    views = [(d.view, lines[d.view_lines], f"all {d.n_lines} lines")]
+    if d.first.shape[0] < d.n_lines:  # with 50 lines or fewer, "the first 50" is "all" again
+        views.append((d.first, lines[: d.first.shape[0]], f"first {d.first.shape[0]} lines"))
     rest = d.view_lines >= d.first.shape[0]
     if rest.sum() >= 2:
         views.append((d.view[np.ix_(rest, rest)], lines[d.view_lines[rest]], "the rest"))
+    fig = Figure(figsize=(3.3 * (len(views) + 1), 3.8), layout="constrained")
+    axes = fig.subplots(1, len(views) + 1)
     for ax, (m, idx, title) in zip(axes, views):
         im = ax.imshow(m, origin="lower", cmap="viridis", interpolation="nearest",
                        extent=(idx[0] - 0.5, idx[-1] + 0.5, idx[0] - 0.5, idx[-1] + 0.5))
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("line")
         fig.colorbar(im, ax=ax, shrink=0.8, label="D (nats)")
-    for ax in axes[len(views):-1]:
-        ax.set_axis_off()
     cx = axes[-1]
     _curve(cx, lines[1:], d.consecutive, res.options.smoothing, "D[t, t+1]")
     cx.set_yscale("log")

@@ -104,3 +104,16 @@ def test_directions_group_and_saved_distance_matrix(tmp_path):
     m = zarr.open_array(str(rep.out_dir / "distances.zarr"), mode="r")[:]
     assert m.shape == (6, 6) and np.allclose(m, m.T) and np.all(np.diag(m) == 0)
     np.testing.assert_allclose(m[:, :].mean(1) * 6 / 5, rep.result.distances.row_mean, rtol=1e-5)
+
+
+@pytest.mark.parametrize("n_lines,panels", [(12, ["all 12 lines"]),
+                                            (56, ["all 56 lines", "first 50 lines", "the rest"])])
+def test_distance_figure_draws_only_the_views_that_exist(tmp_path, n_lines, panels):
+    """Regression: with <= 50 lines the figure repeated "all" as "first 50" and left an empty panel."""
+    from losslines.analysis.figures_metrics import distance_figure
+
+    write_parabola_store(tmp_path / "s.zarr", n_lines=n_lines, sample_losses=(), line_chunk=8)
+    rep = analyze_store(tmp_path / "s.zarr", tmp_path / "o", figures=False)
+    fig = distance_figure(rep.result)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == panels + ["consecutive-line distance"]
