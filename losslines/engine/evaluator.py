@@ -96,6 +96,9 @@ def _check_positions(positions) -> np.ndarray:
     return pos
 
 
+MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
+
+
 class LineEvaluator:
     """Measures lines of one model on one fixed data set (one split).
 
@@ -117,6 +120,11 @@ class LineEvaluator:
         point_chunk: points per strategy call (default: from ``memory_budget``).
         backend: loss-reduction backend (``losslines.kernels``).
         self_check: evaluate s = 0 twice on the first measurement and require equal outputs.
+        memory_format: ``"auto"`` (channels-last for the ``loop`` strategy when the inputs are
+            images ``[N, C, H, W]`` and the model has 4-D weights), ``"channels_last"`` or
+            ``"contiguous"``. Channels-last
+            inputs and convolution weights make convolutions ~1.7x faster on CPU (ResNet-20);
+            the values are the same function, rounded by other kernels.
 
     Raises:
         ValueError: unknown names (listing the valid ones), mismatched data, missing bn_group,
@@ -128,8 +136,10 @@ class LineEvaluator:
                  bn_group: int | None = None, loss: str = "cross_entropy", strategy: str | Strategy = "loop",
                  dropout: str = "off", chunk_size: int | None = None,
                  memory_budget: int | None = None, backend: str = "auto", self_check: bool = True,
-                 point_chunk: int | None = None):
+                 point_chunk: int | None = None, memory_format: str = "auto"):
         check_bn(bn)
+        if memory_format not in MEMORY_FORMATS:
+            raise ValueError(f"unknown memory_format {memory_format!r}; valid: {', '.join(MEMORY_FORMATS)}")
         check_loss(loss)
         validate_model(model, bn, dropout)
         self.strategy = make_strategy(strategy)
@@ -150,6 +160,13 @@ class LineEvaluator:
         self.model, self.bn, self.loss, self.dropout = model, bn, loss, dropout
         self.bn_group = int(bn_group) if bn_group is not None else None
         self.backend, self.self_check, self.memory_budget = backend, self_check, memory_budget
+        # vmap has no batching rule for the strided copies channels-last needs (slow fallback).
+        self.channels_last = memory_format == "channels_last" or (
+            memory_format == "auto" and self.strategy.name == "loop" and inputs.dim() == 4
+            and any(p.dim() == 4 for p in model.parameters()))
+        if self.channels_last and (inputs.dim() != 4 or self.strategy.name != "loop"):
+            raise ValueError("memory_format='channels_last' needs image inputs [N, C, H, W] and the 'loop' "
+                             f"strategy, got inputs {tuple(inputs.shape)} and strategy {self.strategy.name!r}")
         self.inputs, self.targets = self._prepare_data(inputs, targets, first)
         self.n_samples = self.inputs.shape[0]
         self._chunk_size = int(chunk_size) if chunk_size is not None else None
@@ -182,7 +199,8 @@ class LineEvaluator:
             raise ValueError(f"mse targets must be floats [N] / [N, C] or integer class indices [N], got "
                              f"{targets.dtype} {tuple(targets.shape)}")
         self.has_accuracy = classes
-        return x.contiguous(), y.contiguous()
+        x = x.contiguous(memory_format=torch.channels_last) if self.channels_last else x.contiguous()
+        return x, y.contiguous()
 
     # -- chunking -------------------------------------------------------------------------------
 
@@ -233,7 +251,7 @@ class LineEvaluator:
             RuntimeError: the double evaluation of s = 0 disagreed (hidden randomness).
         """
         pos = _check_positions(positions)
-        line = LinePoints(self.model, direction, params=params, buffers=buffers)
+        line = LinePoints(self.model, direction, params=params, buffers=buffers, channels_last=self.channels_last)
         with preserved_rng(), measurement_modes(self.model, self.bn):
             chunks = self._row_chunks(line)
             if self.self_check and not self._checked:
@@ -355,7 +373,7 @@ def measure_line(model: nn.Module, inputs: Tensor, targets: Tensor, direction, p
                  params: Mapping[str, Tensor] | None = None, buffers: Mapping[str, Tensor] | None = None,
                  strategy: str = "loop", slope: bool = True, chunk_size: int | None = None,
                  dropout: str = "off", memory_budget: int | None = None,
-                 point_chunk: int | None = None) -> LineMeasurement:
+                 point_chunk: int | None = None, memory_format: str = "auto") -> LineMeasurement:
     """Measure one loss line: ``LineEvaluator(model, inputs, targets, ...).measure(direction, positions)``.
 
     See ``LineEvaluator`` for the arguments and ``LineMeasurement`` for the result. The slope uses
@@ -363,5 +381,5 @@ def measure_line(model: nn.Module, inputs: Tensor, targets: Tensor, direction, p
     """
     evaluator = LineEvaluator(model, inputs, targets, bn=bn, bn_group=bn_group, loss=loss, strategy=strategy,
                               dropout=dropout, chunk_size=chunk_size, memory_budget=memory_budget,
-                              point_chunk=point_chunk)
+                              point_chunk=point_chunk, memory_format=memory_format)
     return evaluator.measure(direction, positions, params=params, buffers=buffers, slope=slope)

@@ -60,6 +60,9 @@ class LinePoints:
             in ``named_parameters()`` order of the trainable parameters; normalised here.
         params: optional θ_t for some or all parameters (default: the model's current values).
         buffers: optional buffer values (default: the model's current buffers); always copied.
+        channels_last: hold 4-D parameters (convolution weights) in channels-last layout, so
+            every point's parameters are channels-last too (same values; faster convolutions on
+            CPU with channels-last inputs).
 
     Attributes:
         direction_length: ‖direction‖ as given (float64).
@@ -71,7 +74,7 @@ class LinePoints:
     """
 
     def __init__(self, model: nn.Module, direction, *, params: Mapping[str, Tensor] | None = None,
-                 buffers: Mapping[str, Tensor] | None = None):
+                 buffers: Mapping[str, Tensor] | None = None, channels_last: bool = False):
         self.model = model
         named = dict(model.named_parameters())
         trainable = {n: p for n, p in named.items() if p.requires_grad}
@@ -102,7 +105,12 @@ class LinePoints:
         self.theta64 = {n: theta[n].to(torch.float64) for n in self.names}
         self.uhat64 = {n: vector[n].detach().to(device=theta[n].device, dtype=torch.float64) / self.direction_length
                        for n in self.names}
-        self.theta = {n: theta[n] for n in self.names}
+        if channels_last:  # elementwise θ_t + s·û keeps the layout of its operands
+            for table in (self.theta64, self.uhat64):
+                for n, v in table.items():
+                    if v.dim() == 4:
+                        table[n] = v.contiguous(memory_format=torch.channels_last)
+        self.theta = {n: self.theta64[n].to(theta[n].dtype) if channels_last else theta[n] for n in self.names}
         self.uhat = {n: self.uhat64[n].to(theta[n].dtype) for n in self.names}
         self.params_norm = tensor_norm(self.theta64.values())
         given = dict(buffers or {})

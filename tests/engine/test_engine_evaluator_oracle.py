@@ -188,3 +188,36 @@ def test_mse_on_class_indices_measures_one_hot_squared_error_with_accuracy(tiny)
     expected = F.mse_loss(out, F.one_hot(y, 5).double(), reduction="none").mean(dim=1)
     np.testing.assert_allclose(m.sample_loss[0], expected.numpy(), rtol=1e-12)
     assert m.accuracy[0] == pytest.approx((out.argmax(1) == y).double().mean().item(), abs=1e-15)
+
+
+@pytest.mark.parametrize("memory_format", ["channels_last", "contiguous"])
+@pytest.mark.parametrize("bn, bn_group", [("running", None), ("batch", 16)])
+def test_both_memory_formats_equal_the_float64_oracle(tiny, memory_format, bn, bn_group):
+    """The channels-last fast path (default for image models with the loop strategy) and the
+    contiguous one compute the same function: each equals the float64 oracle."""
+    model = tiny.make_cnn(seed=4)
+    x, y = tiny.make_data(32, seed=5)
+    direction = tiny.random_direction(model, seed=6)
+    positions = np.linspace(-0.4, 0.4, 7)
+    expected, slope = oracle_line(model, x, y, direction, positions, bn, bn_group)
+    ev = LineEvaluator(copy.deepcopy(model).double(), x, y, bn=bn, bn_group=bn_group, memory_format=memory_format)
+    assert ev.channels_last == (memory_format == "channels_last")
+    assert ev.inputs.is_contiguous(memory_format=torch.channels_last) == ev.channels_last
+    m = ev.measure(direction, positions)
+    np.testing.assert_allclose(m.sample_loss, expected, rtol=1e-6, atol=1e-12)
+    assert m.slope0 == pytest.approx(slope, rel=1e-6)
+    m32 = measure_line(model, x, y, direction, positions, bn=bn, bn_group=bn_group, memory_format=memory_format)
+    np.testing.assert_allclose(m32.sample_loss, expected, rtol=1e-3, atol=1e-4)
+
+
+def test_memory_format_auto_and_its_errors(tiny):
+    model = tiny.make_cnn()
+    x, y = tiny.make_data(8)
+    assert LineEvaluator(model, x, y).channels_last  # images + convolutions + loop
+    assert not LineEvaluator(model, x, y, strategy="vmap").channels_last  # vmap has no fast rule for it
+    with pytest.raises(ValueError, match="loop"):
+        LineEvaluator(model, x, y, strategy="vmap", memory_format="channels_last")
+    with pytest.raises(ValueError, match="valid: auto, channels_last, contiguous"):
+        LineEvaluator(model, x, y, memory_format="nhwc")
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 5))
+    assert not LineEvaluator(mlp, x, y).channels_last
