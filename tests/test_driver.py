@@ -94,9 +94,11 @@ def test_existing_store_is_kept_without_resume(tmp_path, tiny_config, capsys):
 def test_resume_with_another_config_is_refused(tmp_path, tiny_config):
     cfg = tiny_config(tmp_path)
     run(cfg, progress=False, stop_at_step=5)
-    other = tiny_config(tmp_path, "train.lr=0.05")
-    with pytest.raises(ValueError, match="different config"):
+    other = tiny_config(tmp_path, "train.lr=0.05", "measure.every=3")
+    with pytest.raises(ValueError, match=r"different config \(changed: measure.every, train.lr\)"):
         run(other, resume=True, progress=False)
+    moved_data = tiny_config(tmp_path, "data.root='/elsewhere'")  # where the data lives may change
+    assert run(moved_data, resume=True, progress=False).status == "complete"
 
 
 def test_adam_step_direction(tmp_path, tiny_config):

@@ -136,6 +136,22 @@ class _Stepper:
         self.source.load_state_dict(state)
 
 
+# Keys that may differ on --resume: where the data lives and how the writer queues, not what is measured.
+RESUMABLE_CHANGES = frozenset({"data.root", "data.download", "store.max_queued_lines"})
+
+
+def _config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two resolved configs."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _config_differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(prefix + key)
+    return out
+
+
 def _log(message: str, bar) -> None:
     """One line on stderr that does not break the progress bar."""
     if bar is not None:
@@ -294,8 +310,9 @@ def run(
 
     if resume:
         state = load_checkpoint(ckpt_dir)
-        if state.config != resolved:
-            raise ValueError(f"checkpoint in {ckpt_dir} belongs to a different config; "
+        changed = [k for k in _config_differences(state.config, resolved) if k not in RESUMABLE_CHANGES]
+        if changed:
+            raise ValueError(f"checkpoint in {ckpt_dir} belongs to a different config (changed: {', '.join(changed)}); "
                              "resume with the same config and --set values, or start a new store")
         model.load_state_dict(state.model)
         stepper.load_state_dict(state.stepper)
