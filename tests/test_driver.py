@@ -125,7 +125,8 @@ def test_cli_run_and_info(tmp_path, tiny_config, capsys):
     assert "complete" in capsys.readouterr().out
     assert main(["info", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "complete" in text and "4" in text
+    assert "complete" in text and "4 committed" in text
+    assert "optimizer sgd, lr 0.1" in text and "bn running" in text and "strategy   loop" in text
     # Running again onto the same store: exit 2, data kept.
     assert main(["run", str(cfg_path), "--out", str(out), "-q"]) == 2
     assert "already exists" in capsys.readouterr().err

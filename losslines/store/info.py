@@ -12,6 +12,8 @@ from losslines.store.reader import LineStore, open_store
 from losslines.store.schema import SPLITS
 
 _CONFIG_FIELDS = ("name", "model", "data", "optimizer")
+_TRAIN_FIELDS = ("optimizer", "lr", "momentum", "weight_decay", "lr_schedule", "steps", "batch_size")
+_MEASURE_FIELDS = ("direction", "schedule", "every", "bn", "bn_group", "loss", "strategy")
 
 
 def human_bytes(n: int) -> str:
@@ -48,6 +50,10 @@ def _config_summary(config: dict[str, Any]) -> dict[str, str]:
             text = json.dumps(rest, sort_keys=True, default=str)
             value = f"{label} {text}" if label is not None and rest else (label if label is not None else text)
         out[key] = str(value)
+    for key, fields in (("train", _TRAIN_FIELDS), ("measure", _MEASURE_FIELDS)):
+        section = config.get(key)
+        if isinstance(section, dict):
+            out[key] = ", ".join(f"{f} {section[f]}" for f in fields if f in section)
     return out
 
 
@@ -78,6 +84,11 @@ def summarize(path: str | os.PathLike[str]) -> dict[str, Any]:
         "config": _config_summary(store.config),
         "bytes_stored": store.nbytes_stored(),
     }
+    report = store.attrs.get("strategy_report")
+    if isinstance(report, dict) and "chosen" in report:
+        timings = report.get("seconds_per_point") or {}
+        out["config"]["strategy"] = f"{report['chosen']} (requested {report.get('requested')}" + (
+            "; " + ", ".join(f"{k} {v * 1e3:.3g} ms/point" for k, v in timings.items()) if timings else "") + ")"
     sub = store.directions
     if sub is not None:
         out["directions"] = {"per_line": layout.n_directions, **_lines_summary(sub)}
