@@ -42,3 +42,18 @@ def relayout(t: torch.Tensor, layout: str) -> torch.Tensor:
         view.copy_(t)
         return view
     raise ValueError(f"unknown layout {layout!r}; valid layouts: {', '.join(LAYOUTS)}")
+
+
+@pytest.fixture(scope="session")
+def assert_same_layouts():
+    """Compare kernel results computed from two memory layouts of the same values: bitwise in
+    the interpreter (numpy does the same operations for any strides), within float32 reduction
+    order on a GPU (the compiler may pick another register layout, hence another summation tree)."""
+
+    def check(actual: torch.Tensor, expected: torch.Tensor) -> None:
+        if actual.device.type == "cpu":
+            assert torch.equal(actual, expected)
+        else:
+            torch.testing.assert_close(actual, expected, rtol=1e-6, atol=1e-6)
+
+    return check
