@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -233,7 +234,7 @@ _RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "measure.n_directions": (lambda v: 0 <= v <= 4096, "in [0, 4096]"),
     "measure.max_memory": (lambda v: v == "auto" or parse_size(v) is not None,
                            "'auto' or a size like '512MiB' or '8GiB'"),
-    "store.path": (lambda v: bool(v.strip()), "a path"),
+    "store.path": (lambda v: bool(v.strip()) and _formats_with_name(v), "a path; '{name}' is the only placeholder"),
     "store.line_chunk": (lambda v: 1 <= v <= 65536, "in [1, 65536]"),
     "store.sample_block": (lambda v: 1 <= v <= 1 << 20, "in [1, 1048576]"),
     "store.max_queued_lines": (lambda v: 1 <= v <= 4096, "in [1, 4096]"),
@@ -241,6 +242,14 @@ _RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
 
 
 _SIZE_UNITS = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}
+
+
+def _formats_with_name(path: str) -> bool:
+    try:
+        path.format(name="run")
+    except (KeyError, IndexError, ValueError):
+        return False
+    return True
 
 
 def parse_size(text: str) -> int | None:
@@ -253,7 +262,8 @@ def parse_size(text: str) -> int | None:
                 value = float(number)
             except ValueError:
                 return None
-            return int(value * _SIZE_UNITS[unit]) if value > 0 else None
+            size = value * _SIZE_UNITS[unit]
+            return int(size) if math.isfinite(size) and size >= 1 else None
     return None
 
 
@@ -364,8 +374,9 @@ def _check_consistency(cfg: RunConfig) -> None:
                           f"(train.steps = {t.steps})")
     if m.half_width < m.spacing:
         raise ConfigError(f"config key 'measure.half_width': {m.half_width} is below measure.spacing = {m.spacing}")
-    if (m.half_width / m.spacing) > 100_000:
-        raise ConfigError("config key 'measure.spacing': more than 200,000 grid points; widen the spacing")
+    if (m.half_width / m.spacing) * (m.max_enlargements + 1) > 100_000:
+        raise ConfigError("config key 'measure.spacing': the widest grid (enlargement rings included) would have "
+                          "more than 200,000 points; widen the spacing or allow fewer enlargements")
     if "val" in m.sample_losses and cfg.data.n_val == 0:
         raise ConfigError("config key 'measure.sample_losses': 'val' is listed but data.n_val = 0 (no held-out split)")
     if m.bn == "batch" and m.bn_group > t.batch_size * 64:

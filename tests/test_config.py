@@ -56,6 +56,9 @@ MALFORMED = [
     ("[measure]\nstrategy = 'fast'\n", "measure.strategy"),
     ("[measure]\nmax_memory = '12 bananas'\n", "measure.max_memory"),
     ("[measure]\nmax_memory = 512\n", "measure.max_memory"),
+    ("[measure]\nmax_memory = '0.5B'\n", "measure.max_memory"),
+    ("[measure]\nmax_memory = '1e400MiB'\n", "measure.max_memory"),
+    ("[measure]\nspacing = 0.001\nhalf_width = 100.0\nmax_enlargements = 100\n", "measure.spacing"),
     ("[measure]\nn_directions = 4\n", "measure.directions_at"),
     ("[measure]\ndirections_at = [20]\nn_directions = 4\n", "measure.directions_at"),
     ("[measure]\ndirections_at = [2]\nn_directions = 1\n", "measure.n_directions"),
@@ -155,3 +158,9 @@ def test_max_memory_sizes(text, expected):
 
     cfg = parse_config({"measure": {"max_memory": text}})
     assert memory_budget(cfg.measure) == expected
+
+
+def test_store_path_placeholders_other_than_name_are_refused():
+    with pytest.raises(ConfigError, match="'store.path'.*only placeholder"):
+        parse_config({"store": {"path": "runs/{nme}.zarr"}})
+    assert parse_config({"name": "x", "store": {"path": "out/{name}.zarr"}}).store_path.name == "x.zarr"

@@ -49,7 +49,7 @@ def test_sgd_direction_batch_slope_is_minus_gradient_norm(tmp_path, tiny_config)
     np.testing.assert_allclose(store["slope0_batch"][...], -store["direction_norm"][...], rtol=1e-4)
 
 
-@pytest.mark.parametrize("stop_at", [5, 7])
+@pytest.mark.parametrize("stop_at", [5, 6, 7])  # 6: an epoch boundary (96 samples / batch 16)
 def test_resume_after_interrupt_gives_the_same_arrays(tmp_path, tiny_config, stop_at):
     whole = tiny_config(tmp_path, name="whole")
     run(whole, progress=False)
@@ -192,3 +192,44 @@ def test_vmap_and_auto_strategies_match_loop_and_auto_is_recorded(tmp_path, tiny
         assert report["chosen"] in ("loop", "vmap")
     assert "strategy auto chose" in capsys.readouterr().err
     assert "strategy_report" in open_store(loop.store_path).attrs
+
+
+def test_second_ctrl_c_inside_a_step_keeps_the_last_periodic_checkpoint(tmp_path, tiny_config):
+    """Regression: a second SIGINT mid-step used to checkpoint the post-step state as step t,
+    so the resumed run took step t twice and stored a duplicate line."""
+    import os
+    import signal
+
+    whole = tiny_config(tmp_path, name="whole")
+    run(whole, progress=False)
+    cfg = tiny_config(tmp_path, name="aborted")
+
+    def two_interrupts(step):
+        if step == 6:  # inside the loop body: after the step, before the bookkeeping
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    result = run(cfg, progress=False, on_step=two_interrupts)
+    assert result.status == "interrupted"
+    store = open_store(cfg.store_path)
+    assert store.status == "failed" and "aborted during step 6" in store.attrs["status_reason"]
+    assert run(cfg, resume=True, progress=False).status == "complete"  # from the step-4 checkpoint
+    assert_same_arrays(read_all(whole.store_path), read_all(cfg.store_path))
+
+
+def test_settings_the_evaluator_refuses_leave_no_store_behind(tmp_path, tiny_config):
+    """Regression: the sampler was built after the store, so its errors left a 'running' store
+    that neither a re-run nor --resume could use."""
+    cfg = tiny_config(tmp_path, "model.name='mlp'", "model.options.batch_norm=true", "measure.n_train=33")
+    with pytest.raises(ValueError, match="single-sample group"):
+        run(cfg, progress=False)
+    assert not cfg.store_path.exists()
+
+
+def test_dropout_in_training_turns_the_sgd_slope_check_off_and_says_so(tmp_path, tiny_config):
+    """Regression: plain SGD on a model with dropout crashed on the slope check (training
+    differentiates the dropout-masked loss; the measurement evaluates dropout as the identity)."""
+    cfg = tiny_config(tmp_path, "model.name='mobilenetv2'", "model.options.dropout=0.5", "train.momentum=0.0",
+                      "train.steps=2")
+    assert run(cfg, progress=False).status == "complete"
+    assert open_store(cfg.store_path).attrs["semantics"]["sgd_slope_check"].startswith("off")

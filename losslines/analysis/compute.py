@@ -158,7 +158,13 @@ def _per_line_pass(source: LineSource, lines: LineRange, options: AnalysisOption
     if dn is None:
         res.skipped.append("s_opt / direction_norm: the store has no 'direction_norm'")
     a = np.concatenate(shifted)
-    res.distance_lines = lines.indices[::stride]
+    dist_lines = lines.indices[::stride]
+    measured = np.isfinite(a).any(axis=1)  # a diverged line has no finite window point
+    if not measured.all():
+        res.notes.append(f"distance matrices: {int((~measured).sum())} line(s) without a finite window point "
+                         f"left out (e.g. line {int(dist_lines[~measured][0])})")
+        a, dist_lines = a[measured], dist_lines[measured]
+    res.distance_lines = dist_lines
     if a.shape[0] >= 2:
         res.distances = blockwise_distances(a, block=options.distance_block, view_size=options.view_size, sink=sink)
     else:
@@ -185,11 +191,22 @@ def _sample_pass(source: LineSource, lines: LineRange, options: AnalysisOptions,
             pool = None  # per line: exclude that line's batch ids
         else:
             res.notes.append("no batch_ids/sample ids: super-batches may repeat direction-batch samples")
-    sizes = tuple(options.batch_sizes) if options.batch_sizes is not None else default_batch_sizes(n_b, n_t)
+    # Super-batches add training samples outside the line's own batch: with batch ids known,
+    # up to n_B of the n_t measured samples may be excluded, so only n_t - n_B are sure to exist.
+    available = n_b + (max(n_t - n_b, 0) if pool is None else n_t)
+    if options.batch_sizes is not None:
+        sizes = tuple(options.batch_sizes)
+    else:
+        sizes = tuple(b for b in default_batch_sizes(n_b, n_t) if b <= available)
+        dropped = [b for b in default_batch_sizes(n_b, n_t) if b > available]
+        if dropped:
+            res.skipped.append(f"batch sizes {dropped}: more than the {available} samples a super-batch "
+                               "is sure to have")
     if has_b:
-        too_big = [b for b in sizes if b > n_b + n_t]
+        too_big = [b for b in sizes if b > available]
         if too_big:
-            raise ValueError(f"batch sizes {too_big} exceed the {n_b + n_t} measured samples; choose smaller ones")
+            raise ValueError(f"batch sizes {too_big} exceed the {available} samples a super-batch can be drawn "
+                             "from (direction batch + training samples outside it); choose smaller ones")
         if not has_t and any(b > n_b for b in sizes):
             sizes = tuple(b for b in sizes if b <= n_b)
             res.skipped.append("super-batches: no per-sample training losses")

@@ -99,7 +99,8 @@ def load_checkpoint(directory: Path) -> TrainingState:
     """
     path = directory / "latest.pt"
     if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}; cannot resume (run without --resume to start over)")
+        raise FileNotFoundError(f"cannot resume: no checkpoint at {path} (the run stopped before its first "
+                                f"checkpoint); delete the store and {directory} to start over")
     payload = torch.load(path, map_location="cpu", weights_only=False)
     if payload.pop("format", None) != CHECKPOINT_FORMAT:
         raise ValueError(f"checkpoint {path} has an unsupported format; start the run again")

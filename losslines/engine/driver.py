@@ -140,6 +140,13 @@ class _Stepper:
 RESUMABLE_CHANGES = frozenset({"data.root", "data.download", "store.max_queued_lines"})
 
 
+def _has_active_dropout(model: torch.nn.Module) -> bool:
+    """Training with dropout differentiates another function than the (dropout-free) measurement."""
+    from torch.nn.modules.dropout import _DropoutNd
+
+    return any(isinstance(m, _DropoutNd) and m.p > 0 for m in model.modules())
+
+
 def _config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     """Dotted keys whose values differ between two resolved configs."""
     out = []
@@ -203,6 +210,8 @@ def _store_attrs(cfg: RunConfig, dataset, model: torch.nn.Module, grid) -> dict:
             "slopes": "exact (torch.func.jvp)",
             "position": "distance along the unit update direction",
             "batch_measured_on": "the (augmented) inputs that defined the direction",
+            "sgd_slope_check": "off: training uses dropout, the measurement evaluates it as the identity"
+            if _has_active_dropout(model) else "on where it applies (plain SGD without weight decay)",
         },
         "grid": {
             "spacing": grid.spacing,
@@ -304,6 +313,14 @@ def run(
         sample_dtype=cfg.measure.sample_dtype, line_chunk=cfg.store.line_chunk,
         sample_block=cfg.store.sample_block, n_directions=cfg.measure.n_directions,
     )
+    # Built before the store is touched: a setting the evaluator refuses leaves nothing behind.
+    sampler = LineSampler(
+        model, grid=grid, schedule=schedule, train=(train_x[:n_meas], train_y[:n_meas]), val=val,
+        bn=cfg.measure.bn, bn_group=cfg.measure.bn_group, loss=cfg.measure.loss,
+        sample_losses=layout.sample_losses, sink=None, strategy=cfg.measure.strategy,
+        batch_size=t.batch_size, memory_budget=memory_budget(cfg.measure),
+        check_sgd_slope=not _has_active_dropout(model),
+    )
     order_gen = torch.Generator().manual_seed(cfg.seed * 7919 + 1)
     augment_gen = torch.Generator(device=device).manual_seed(cfg.seed * 7919 + 2)
     resolved = config_to_dict(cfg)
@@ -332,12 +349,7 @@ def run(
         )
         start_step, epoch_order = 0, torch.randperm(n_train, generator=order_gen)
 
-    sampler = LineSampler(
-        model, grid=grid, schedule=schedule, train=(train_x[:n_meas], train_y[:n_meas]), val=val,
-        bn=cfg.measure.bn, bn_group=cfg.measure.bn_group, loss=cfg.measure.loss,
-        sample_losses=layout.sample_losses, sink=writer.append, strategy=cfg.measure.strategy,
-        batch_size=t.batch_size, memory_budget=memory_budget(cfg.measure),
-    )
+    sampler.sink = writer.append
 
     def checkpoint(next_step: int) -> None:
         writer.flush()
@@ -359,13 +371,16 @@ def run(
     lines_here, loop_t0 = 0, time.perf_counter()
     step = start_step
     status = "interrupted"
+    between_steps = True
     with writer, _InterruptBetweenSteps() as interrupt:
         try:
             for step in range(start_step, t.steps):
+                between_steps = True
                 if interrupt.requested or (stop_at_step is not None and step >= stop_at_step):
                     raise KeyboardInterrupt
+                between_steps = False
                 epoch, slot = divmod(step, steps_per_epoch)
-                if slot == 0 and step > start_step:
+                if slot == 0 and step > 0:  # a resume at an epoch boundary draws that epoch's order too
                     epoch_order = torch.randperm(n_train, generator=order_gen)
                 idx = epoch_order[slot * t.batch_size:(slot + 1) * t.batch_size]
                 xb, yb = train_x[idx.to(device)], train_y[idx.to(device)]
@@ -406,13 +421,17 @@ def run(
                     bar.update(1)
                 if t.checkpoint_every and (step + 1) % t.checkpoint_every == 0 and step + 1 < t.steps:
                     checkpoint(step + 1)
+                between_steps = True
             else:
                 step = t.steps
                 status = "complete"
         except KeyboardInterrupt:
-            # Raised only between steps (see _InterruptBetweenSteps), so the state is consistent.
-            checkpoint(step)
-            writer.close(status="failed", reason=f"interrupted before step {step}; continue with --resume")
+            if between_steps:  # the state is consistent: checkpoint it
+                checkpoint(step)
+                writer.close(status="failed", reason=f"interrupted before step {step}; continue with --resume")
+            else:  # a second Ctrl-C inside a step: the last periodic checkpoint stays the one to resume
+                writer.close(status="failed", reason=f"aborted during step {step}; --resume continues from "
+                                                     "the last checkpoint")
         else:
             checkpoint(t.steps)
         finally:

@@ -169,6 +169,12 @@ class LineEvaluator:
                              f"strategy, got inputs {tuple(inputs.shape)} and strategy {self.strategy.name!r}")
         self.inputs, self.targets = self._prepare_data(inputs, targets, first)
         self.n_samples = self.inputs.shape[0]
+        if bn == "batch" and self.n_samples % self.bn_group == 1 and any(
+                isinstance(m, nn.BatchNorm1d) for m in model.modules()):
+            raise ValueError(
+                f"bn='batch' with bn_group={self.bn_group} leaves a last group of one sample out of "
+                f"{self.n_samples}, which train-mode BatchNorm1d cannot normalise; choose a bn_group "
+                "(or a number of measured samples) that leaves no single-sample group")
         self._chunk_size = int(chunk_size) if chunk_size is not None else None
         self._point_chunk_size = int(point_chunk) if point_chunk is not None else None
         self._profile: ForwardProfile | None = None
@@ -294,7 +300,8 @@ class LineEvaluator:
         def chunk(name: str) -> int:
             if not n_out[0]:
                 with torch.no_grad():
-                    n_out[0] = int(np.prod(line.forward(0.0, x[:1]).shape[1:]))
+                    # the whole chunk: one row cannot pass a train-mode BatchNorm1d
+                    n_out[0] = int(np.prod(line.forward(0.0, x).shape[1:]))
             return self._point_chunk(line, x.shape[0], n_out[0], pos.size, make_strategy(name))
 
         self.strategy.prepare(line, pos, x, chunk)

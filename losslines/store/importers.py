@@ -44,16 +44,18 @@ from losslines.store.schema import SPLITS
 from losslines.store.writer import StoreWriter
 
 PATTERN = re.compile(r"^line_data_(-?\d+)\.pickle$")
-LATTICE_TOL = 1e-6  # in units of the spacing
+LATTICE_TOL = 1e-3  # in units of the spacing: float32 positions are ~1e-5 spacings off
 
 _ALLOWED = {
     ("builtins", n) for n in ("float", "int", "bool", "complex", "tuple", "list", "dict", "set", "frozenset",
-                              "slice", "range", "bytearray")
+                              "slice", "range", "bytearray", "bytes")
 } | {
     ("collections", "OrderedDict"),
     ("numpy", "ndarray"), ("numpy", "dtype"),
     ("numpy.core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
     ("numpy._core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),  # pickle protocol 5
+    ("_codecs", "encode"),  # pickle protocol 2 encodes bytes through it
     ("numpy.dtypes", "Float64DType"), ("numpy.dtypes", "Float32DType"), ("numpy.dtypes", "Int64DType"),
     ("numpy.dtypes", "BoolDType"),
     ("torch._utils", "_rebuild_tensor_v2"), ("torch._utils", "_rebuild_tensor"),
@@ -67,6 +69,8 @@ class _LineDataUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) == ("torch.storage", "_load_from_bytes"):
             return _storage_on_cpu
+        if module == "__builtin__":  # protocol 0-2 pickles name Python 2's module
+            module = "builtins"
         if (module, name) not in _ALLOWED:
             raise pickle.UnpicklingError(
                 f"refusing to unpickle {module}.{name}: not part of the original line_data format"
@@ -153,28 +157,42 @@ def _read(path: Path, step_from_name: int) -> _Line:
 
 
 def common_grid(position_sets: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
-    """One grid for all lines, and each line's indices into it (see the module docstring).
+    """One ascending grid for all lines, and each line's indices into it (see the module docstring).
+
+    Files with identical positions share them (sorted); otherwise every file's positions must lie
+    on one lattice ``s_0 + h·i`` of the first file's spacing, to within ``LATTICE_TOL`` spacings
+    (which absorbs float32 positions), and the grid is the union of the lattice points used.
 
     Raises:
-        ValueError: positions that are not on one lattice of the first file's spacing.
+        ValueError: non-finite or repeated positions, or positions off the lattice.
     """
+    for n, p in enumerate(position_sets):
+        if not np.all(np.isfinite(p)):
+            raise ValueError(f"positions of file #{n} contain NaN or inf")
+        if np.unique(p).size != p.size:
+            raise ValueError(f"positions of file #{n} repeat a step size")
     first = position_sets[0]
     if all(p.shape == first.shape and np.array_equal(p, first) for p in position_sets):
-        return first.copy(), [np.arange(first.size)] * len(position_sets)
+        order = np.argsort(first, kind="stable")
+        where = np.empty(first.size, dtype=np.int64)
+        where[order] = np.arange(first.size)
+        return first[order].astype(np.float64), [where] * len(position_sets)
     if first.size < 2:
         raise ValueError("the first file has fewer than two positions; cannot infer the grid spacing")
-    h = float(np.median(np.diff(first)))
+    ordered = np.sort(first.astype(np.float64))
+    rough = float(np.median(np.diff(ordered)))
+    h = (ordered[-1] - ordered[0]) / round((ordered[-1] - ordered[0]) / rough)  # averages rounding out
     lattice = []
     for n, p in enumerate(position_sets):
-        i = (p - first[0]) / h
+        i = (p.astype(np.float64) - ordered[0]) / h
         if np.any(np.abs(i - np.round(i)) > LATTICE_TOL):
             raise ValueError(
-                f"positions of file #{n} are not on the lattice {first[0]:g} + {h:g}·i of the first file; "
+                f"positions of file #{n} are not on the lattice {ordered[0]:g} + {h:g}·i of the first file; "
                 "losslines needs one grid and does not interpolate: import such files into separate stores"
             )
         lattice.append(np.round(i).astype(np.int64))
     union = np.unique(np.concatenate(lattice))
-    grid = first[0] + h * union
+    grid = ordered[0] + h * union
     return grid, [np.searchsorted(union, i) for i in lattice]
 
 

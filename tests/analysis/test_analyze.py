@@ -117,3 +117,29 @@ def test_distance_figure_draws_only_the_views_that_exist(tmp_path, n_lines, pane
     fig = distance_figure(rep.result)
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert titles == panels + ["consecutive-line distance"]
+
+
+def test_a_diverged_line_is_left_out_of_the_distances_only(tmp_path):
+    """Regression: one all-NaN line emptied the common window columns and the analysis raised."""
+    import zarr
+
+    truth = write_parabola_store(tmp_path / "s.zarr", n_lines=6)
+    arr = zarr.open_array(str(tmp_path / "s.zarr" / "loss_train"), mode="r+")
+    row = arr[3]
+    row[:] = np.nan
+    arr[3] = row
+    rep = analyze_store(tmp_path / "s.zarr", tmp_path / "o", figures=False)
+    assert rep.summary["distances"]["lines"] == 5
+    assert any("left out" in note for note in rep.summary["notes"])
+    s_opt = rep.result.per_line["s_opt"]
+    assert np.isnan(s_opt[3])
+    np.testing.assert_allclose(np.delete(s_opt, 3), np.delete(truth["s_opt"], 3), atol=1e-5)
+
+
+def test_default_batch_sizes_fit_the_samples_outside_the_batch(tmp_path):
+    """Regression: with few measured samples the default super-batch sizes could not be drawn
+    (the pool excludes the line's own batch ids) and the analysis raised."""
+    write_parabola_store(tmp_path / "s.zarr", n_train=20, batch=16)
+    rep = analyze_store(tmp_path / "s.zarr", tmp_path / "o", figures=False)
+    assert max(rep.result.batch_study.batch_sizes) <= 20
+    assert any("batch sizes [32" in s for s in rep.summary["skipped"])

@@ -248,3 +248,19 @@ def test_default_budget_on_cuda_is_a_fraction_of_free_memory():
     model, shape = tiny_model("small_cnn")
     ev = LineEvaluator(model.cuda(), torch.randn(8, *shape), torch.randint(0, 5, (8,)), memory_budget=None)
     assert 0 < ev.memory_budget <= free
+
+
+def test_auto_strategy_handles_batchnorm1d_in_batch_mode():
+    """Regression: `auto` sized its chunks from a one-row forward, which train-mode BatchNorm1d rejects."""
+    from torch import nn
+
+    from losslines.engine.evaluator import measure_line
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
+    x, y = torch.randn(32, 6), torch.randint(0, 3, (32,))
+    direction = {n: torch.randn_like(p) for n, p in model.named_parameters()}
+    positions = np.linspace(-0.2, 0.2, 5)
+    loop = measure_line(model, x, y, direction, positions, bn="batch", bn_group=16)
+    auto = measure_line(model, x, y, direction, positions, bn="batch", bn_group=16, strategy="auto")
+    np.testing.assert_allclose(auto.loss, loop.loss, rtol=1e-5)

@@ -140,3 +140,32 @@ def test_cli_import_pickles_and_its_errors(tmp_path, monkeypatch, capsys):
     assert "pickle" in capsys.readouterr().err
     assert main(["analyze", str(tmp_path / "missing.zarr")]) == 2
     assert "missing.zarr" in capsys.readouterr().err
+
+
+def test_float32_and_unsorted_positions(tmp_path, monkeypatch):
+    """Regressions: float32 positions failed the lattice check; unsorted positions were stored
+    unsorted (a store the analysis refuses)."""
+    f32 = [np.arange(-0.5, 0.5, 0.006, dtype=np.float32), np.arange(-0.53, 0.53, 0.006, dtype=np.float32)]
+    grid, where = common_grid(f32)
+    assert np.all(np.diff(grid) > 0) and grid.size == np.unique(np.concatenate(where)).size
+    np.testing.assert_allclose(grid[where[0]], f32[0], atol=1e-6)
+    shuffled = np.random.default_rng(0).permutation(GRID)
+    grid, where = common_grid([shuffled, shuffled])
+    np.testing.assert_array_equal(grid, np.sort(shuffled))
+    np.testing.assert_array_equal(grid[where[0]], shuffled)
+    with pytest.raises(ValueError, match="NaN"):
+        common_grid([np.array([0.0, np.nan, 0.1])])
+    with pytest.raises(ValueError, match="repeat"):
+        common_grid([np.array([0.0, 0.1, 0.1])])
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_every_pickle_protocol_loads(tmp_path, protocol):
+    """Regression: protocol 2 and 5 pickles of numpy arrays were refused by the allow-list."""
+    rng = np.random.default_rng(protocol)
+    obj = (rng.random((5, GRID.size)), rng.random((3, GRID.size)), GRID, rng.random((4, GRID.size)),
+           0.1, 1.5, False, 7)
+    path = tmp_path / "line_data_7.pickle"
+    path.write_bytes(pickle.dumps(obj, protocol=protocol))
+    loaded = load_line_pickle(path)
+    np.testing.assert_array_equal(loaded[0], obj[0])
