@@ -210,6 +210,7 @@ def _store_attrs(cfg: RunConfig, dataset, model: torch.nn.Module, grid) -> dict:
             "slopes": "exact (torch.func.jvp)",
             "position": "distance along the unit update direction",
             "batch_measured_on": "the (augmented) inputs that defined the direction",
+            "buffers": "BatchNorm running statistics as the step found them (after step t's training forward)",
             "sgd_slope_check": "off: training uses dropout, the measurement evaluates it as the identity"
             if _has_active_dropout(model) else "on where it applies (plain SGD without weight decay)",
         },
