@@ -234,6 +234,10 @@ def import_pickles(
     files = sorted(((int(m.group(1)), src / f) for f in os.listdir(src) if (m := PATTERN.match(f))))
     if not files:
         raise FileNotFoundError(f"{src} holds no line_data_{{step}}.pickle file")
+    repeated = sorted({step for step, _ in files if sum(s == step for s, _ in files) > 1})
+    if repeated:
+        raise ValueError(f"{src} holds several files for step(s) {repeated[:5]} (e.g. line_data_5 and "
+                         "line_data_05); keep one file per step")
     if lr is not None and not (lr > 0):
         raise ValueError(f"--lr must be > 0, got {lr}")
     positions, sizes = [], None

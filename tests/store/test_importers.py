@@ -169,3 +169,12 @@ def test_every_pickle_protocol_loads(tmp_path, protocol):
     path.write_bytes(pickle.dumps(obj, protocol=protocol))
     loaded = load_line_pickle(path)
     np.testing.assert_array_equal(loaded[0], obj[0])
+
+
+def test_two_files_for_one_step_are_refused(tmp_path, monkeypatch):
+    rng = np.random.default_rng(9)
+    _write(tmp_path, 5, rng, monkeypatch)
+    (tmp_path / "line_data_05.pickle").write_bytes((tmp_path / "line_data_5.pickle").read_bytes())
+    with pytest.raises(ValueError, match=r"several files for step\(s\) \[5\]"):
+        import_pickles(tmp_path, tmp_path / "out.zarr")
+    assert not (tmp_path / "out.zarr").exists()
