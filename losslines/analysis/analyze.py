@@ -17,14 +17,6 @@ from typing import Any
 import numpy as np
 
 from losslines.analysis.compute import compute
-from losslines.analysis.figures_lines import line_figure
-from losslines.analysis.figures_metrics import (
-    batchsize_figure,
-    directions_figure,
-    distance_figure,
-    metrics_figure,
-    shape_figure,
-)
 from losslines.analysis.report import write_outputs
 from losslines.analysis.results import AnalysisOptions, AnalysisResult
 from losslines.analysis.source import LineSource, parse_lines
@@ -109,6 +101,11 @@ def _matrix_sink(out: Path, n: int, options: AnalysisOptions):
 
 
 def _draw(res: AnalysisResult, out: Path) -> dict[str, list[Path]]:
+    # matplotlib only when figures are drawn: every `losslines` command imports this module.
+    from losslines.analysis.figures_lines import line_figure
+    from losslines.analysis.figures_metrics import (batchsize_figure, directions_figure, distance_figure,
+                                                    metrics_figure, shape_figure)
+
     figs = {"metrics over training (Fig. 6)": ("metrics", metrics_figure(res)),
             "parabolic shape: fit MAE and coefficients (Fig. 4)": ("shape", shape_figure(res))}
     if res.distances is not None:
