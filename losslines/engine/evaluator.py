@@ -369,9 +369,11 @@ class LineEvaluator:
 
 def _make_dual(primal: Tensor, tangent: Tensor) -> Tensor:
     """``forward_ad.make_dual``; its first call makes torch script its jvp decompositions, which
-    raises torch's own deprecation FutureWarning for ``torch.jit.script`` — silenced here, narrowly."""
+    raises torch's own deprecation warning for ``torch.jit.script`` — a ``FutureWarning`` in torch
+    2.14, a ``DeprecationWarning`` in 2.11 (seen on CUDA) — silenced here, narrowly: that message only."""
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+        for category in (FutureWarning, DeprecationWarning):
+            warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=category)
         return forward_ad.make_dual(primal, tangent)
 
 
