@@ -20,18 +20,25 @@ _EXPORTS = {
     "Grid": "losslines.engine",
     "make_grid": "losslines.engine",
     "Schedule": "losslines.engine",
+    "LineRecord": "losslines.records",
+    "LineShape": "losslines.records",
+    # losses (torch)
+    "Loss": "losslines.losses",
+    "register_loss": "losslines.losses",
+    "loss_names": "losslines.losses",
     "SGDDirection": "losslines.engine",
     "OptimizerStepDirection": "losslines.engine",
     # running configured studies (torch)
-    "RunConfig": "losslines.config",
-    "load_config": "losslines.config",
-    "run": "losslines.engine.driver",
+    "RunConfig": "losslines.runner.config",
+    "load_config": "losslines.runner.config",
+    "run": "losslines.runner.driver",
     "build_model": "losslines.models",
     "load_dataset": "losslines.data",
     # stores (no torch)
     "open_store": "losslines.store",
     "LineStore": "losslines.store",
     "StoreWriter": "losslines.store",
+    "StoreSink": "losslines.store",
     "StoreLayout": "losslines.store",
     "FORMAT_VERSION": "losslines.store",
     # analysis (no torch)

@@ -22,7 +22,7 @@ EXIT_INTERRUPTED = 130
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from losslines.config import load_config
+    from losslines.runner.config import load_config
 
     overrides = list(args.set or [])
     if args.out is not None:
@@ -32,7 +32,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.device is not None:
         overrides.append(f"device={_toml_string(args.device)}")
     cfg = load_config(args.config, overrides)
-    from losslines.engine.driver import run  # after validation: a config error costs no torch import
+    from losslines.runner.driver import run
 
     result = run(cfg, resume=args.resume, progress=not args.quiet)
     print(

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from losslines.config import apply_overrides, parse_config
+from losslines.runner.config import apply_overrides, parse_config
 
 
 def _images(rng: np.random.Generator, n: int, shape: tuple[int, ...]) -> np.ndarray:

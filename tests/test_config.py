@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from losslines.cli import main
-from losslines.config import ConfigError, apply_overrides, config_to_dict, load_config, parse_config
+from losslines.runner.config import ConfigError, apply_overrides, config_to_dict, load_config, parse_config
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "configs").glob("*.toml"))
@@ -154,7 +154,7 @@ def test_console_script_exit_code(write_config):
 @pytest.mark.parametrize("text,expected", [("auto", None), ("512MiB", 512 << 20), ("1.5GiB", int(1.5 * (1 << 30))),
                                            ("64 KiB", 64 << 10)])
 def test_max_memory_sizes(text, expected):
-    from losslines.config import memory_budget
+    from losslines.runner.config import memory_budget
 
     cfg = parse_config({"measure": {"max_memory": text}})
     assert memory_budget(cfg.measure) == expected

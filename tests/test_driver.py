@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from losslines.cli import main
-from losslines.config import config_to_dict
-from losslines.engine.driver import run
+from losslines.runner.config import config_to_dict
+from losslines.runner.driver import run
 from losslines.store import open_store
 
 PER_LINE = ["step", "epoch", "lr", "direction_norm", "update_step", "loss_train", "loss_val", "loss_batch",

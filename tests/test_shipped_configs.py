@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from losslines.cli import main
-from losslines.config import load_config
+from losslines.runner.config import load_config
 from losslines.store import open_store
 
 REPO = Path(__file__).resolve().parents[1]

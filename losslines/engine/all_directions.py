@@ -4,8 +4,8 @@ At a chosen training step, before the optimizer moves, losslines draws M mini-ba
 training set (with its own seeded generator, so the training run's data order and random state
 are untouched), computes each batch's gradient g_m at θ_t and measures the line along
 u_m = −λ·g_m exactly as a training line is measured (same grid, splits, BatchNorm semantics,
-slopes, per-sample losses). The M records are stacked along a ``direction`` dimension and
-written to the store's ``directions/`` group. The question it answers: how much do the full-batch
+slopes, per-sample losses). The M records form one ``DirectionsRecord``, which a store keeps
+in its ``directions/`` group (stacked along a ``direction`` dimension). The question it answers: how much do the full-batch
 lines, their minima and s_opt/‖g‖ depend on which batch defined the direction?
 
 Gradients are taken on copies: ``functional_call`` with fresh leaf copies of θ_t and copies of
@@ -15,16 +15,14 @@ buffers, module modes and every global random generator are left exactly as they
 
 from __future__ import annotations
 
-from typing import Sequence
-
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
 from losslines.engine.directions import Direction, tensor_norm, trainable_parameters
-from losslines.engine.modes import preserved_rng
+from losslines.engine.rng import preserved_rng
+from losslines.losses import get_loss
+from losslines.records import DirectionsRecord
 
 
 def batch_gradient(model: nn.Module, x: Tensor, y: Tensor, *, params: dict[str, Tensor],
@@ -37,7 +35,7 @@ def batch_gradient(model: nn.Module, x: Tensor, y: Tensor, *, params: dict[str, 
         x, y: ``[B, ...]`` inputs and ``[B]`` integer targets.
         params: θ_t for the trainable parameters (name -> tensor).
         buffers: buffer values; copied, so a train-mode BatchNorm update lands on the copies.
-        loss: ``"cross_entropy"`` or ``"mse"`` (one-hot targets, as in training).
+        loss: a registered loss (``losslines.losses``); its ``training_loss`` is differentiated.
         train_mode: evaluate the modules in train mode (BatchNorm batch statistics), as the
             optimizer's gradient was.
 
@@ -51,12 +49,7 @@ def batch_gradient(model: nn.Module, x: Tensor, y: Tensor, *, params: dict[str, 
         model.train(train_mode)
         with preserved_rng(), torch.enable_grad():
             out = functional_call(model, (leaves, copies), (x,))
-            if loss == "cross_entropy":
-                value = F.cross_entropy(out, y)
-            elif loss == "mse":
-                value = F.mse_loss(out, F.one_hot(y, out.shape[-1]).to(out.dtype))
-            else:
-                raise ValueError(f"unknown loss {loss!r}; valid losses: cross_entropy, mse")
+            value = get_loss(loss).training_loss(out, y)
             grads = torch.autograd.grad(value, list(leaves.values()))
     finally:
         for module, flag in flags.items():
@@ -64,7 +57,7 @@ def batch_gradient(model: nn.Module, x: Tensor, y: Tensor, *, params: dict[str, 
     return {n: g.detach() for n, g in zip(leaves, grads)}
 
 
-def draw_batches(n_samples: int, batch_size: int, count: int, seed: int) -> list[Tensor]:
+def draw_direction_batches(n_samples: int, batch_size: int, count: int, seed: int) -> list[Tensor]:
     """``count`` index sets of ``batch_size`` distinct samples each, from a generator of its own.
 
     Raises:
@@ -76,24 +69,9 @@ def draw_batches(n_samples: int, batch_size: int, count: int, seed: int) -> list
     return [torch.randperm(n_samples, generator=gen)[:batch_size] for _ in range(count)]
 
 
-def stack_records(records: Sequence[dict]) -> dict:
-    """M per-line records -> one ``directions/`` record: per-direction arrays gain a leading axis.
-
-    ``step``, ``epoch`` and ``lr`` are per position (equal across the directions) and stay scalar.
-    """
-    out = {}
-    for name in records[0]:
-        values = [np.asarray(r[name]) for r in records]
-        if name in ("step", "epoch", "lr"):
-            out[name] = values[0]
-        else:
-            out[name] = np.stack(values)
-    return out
-
-
 def measure_all_directions(sampler, step: int, *, epoch: int, lr: float, train: tuple[Tensor, Tensor],
                            train_ids: Tensor, batch_size: int, count: int, seed: int,
-                           loss: str = "cross_entropy") -> dict:
+                           loss: str = "cross_entropy") -> DirectionsRecord:
     """Measure ``count`` lines from the model's current θ_t along fresh mini-batch SGD directions.
 
     Args:
@@ -107,8 +85,7 @@ def measure_all_directions(sampler, step: int, *, epoch: int, lr: float, train: 
         seed: seed of the batch draws (combine with ``step`` so every position differs).
 
     Returns:
-        A record for ``StoreWriter.append_directions``: ``step``, ``epoch``, ``lr`` scalars and
-        every per-direction array with a leading ``[M]`` axis.
+        A ``DirectionsRecord`` of the M lines (for ``StoreWriter.append_directions``).
     """
     model = sampler.model
     trainable = trainable_parameters(model)
@@ -117,7 +94,7 @@ def measure_all_directions(sampler, step: int, *, epoch: int, lr: float, train: 
     trained_bn = "batch" if model.training else "running"
     x_all, y_all = train
     records = []
-    for idx in draw_batches(x_all.shape[0], batch_size, count, seed):
+    for idx in draw_direction_batches(x_all.shape[0], batch_size, count, seed):
         dev_idx = idx.to(x_all.device)
         xb, yb = x_all[dev_idx], y_all[dev_idx]
         grad = batch_gradient(model, xb, yb, params=theta_t, buffers=buffers_t, loss=loss,
@@ -130,4 +107,4 @@ def measure_all_directions(sampler, step: int, *, epoch: int, lr: float, train: 
         records.append(sampler.measure_direction(step, direction, theta=theta_t, buffers=buffers_t,
                                                  batch=(xb, yb), batch_ids=train_ids[idx].numpy(),
                                                  epoch=epoch, trained_bn=trained_bn))
-    return stack_records(records)
+    return DirectionsRecord(step=int(step), epoch=int(epoch), lr=float(lr), lines=tuple(records))

@@ -42,10 +42,10 @@ from torch.autograd import forward_ad
 from losslines.engine.line import LinePoints
 from losslines.engine.memory import (CPU_MEMORY_BUDGET, ForwardProfile, check_memory_budget, default_memory_budget,
                                      profile_forward)
-from losslines.engine.modes import check_bn, measurement_modes, preserved_rng, validate_model
+from losslines.engine.modes import check_bn, measurement_modes, validate_model
+from losslines.engine.rng import preserved_rng
 from losslines.engine.strategies import Strategy, StrategyReport, make_strategy
-from losslines.kernels import check_loss, reduce_loss
-from losslines.kernels.reference import reduce_loss as reduce_loss_reference
+from losslines.losses import Loss, get_loss, reduce_loss
 
 DEFAULT_MEMORY_BUDGET = CPU_MEMORY_BUDGET  # bytes; the default off CUDA (memory_budget=None picks per device)
 
@@ -110,7 +110,8 @@ class LineEvaluator:
             targets, with accuracy) or ``[N]``/``[N, C]`` floats (``"mse"`` regression, accuracy NaN).
         bn: ``"running"`` or ``"batch"`` (see the module docstring).
         bn_group: samples per normalisation group; required for ``bn="batch"``.
-        loss: ``"cross_entropy"`` or ``"mse"``.
+        loss: a registered loss name (``losslines.losses``: "cross_entropy", "mse", ...) or a
+            ``Loss`` record; its target check runs here.
         strategy: evaluation strategy name (``engine.strategies``: "loop", "vmap", "auto") or a
             ``Strategy`` instance (evaluators sharing one ``AutoStrategy`` share its decision).
         dropout: ``"off"`` or ``"error"``.
@@ -140,7 +141,7 @@ class LineEvaluator:
         check_bn(bn)
         if memory_format not in MEMORY_FORMATS:
             raise ValueError(f"unknown memory_format {memory_format!r}; valid: {', '.join(MEMORY_FORMATS)}")
-        check_loss(loss)
+        self.loss_spec: Loss = get_loss(loss)
         validate_model(model, bn, dropout)
         self.strategy = make_strategy(strategy)
         if bn == "batch":
@@ -157,7 +158,7 @@ class LineEvaluator:
             raise ValueError("the model has no parameters")
         memory_budget = default_memory_budget(first.device) if memory_budget is None \
             else check_memory_budget(memory_budget)
-        self.model, self.bn, self.loss, self.dropout = model, bn, loss, dropout
+        self.model, self.bn, self.loss, self.dropout = model, bn, self.loss_spec.name, dropout
         self.bn_group = int(bn_group) if bn_group is not None else None
         self.backend, self.self_check, self.memory_budget = backend, self_check, memory_budget
         # vmap has no batching rule for the strided copies channels-last needs (slow fallback).
@@ -193,18 +194,7 @@ class LineEvaluator:
             raise ValueError(f"inputs ({inputs.shape[0]}) and targets ({targets.shape[0]}) must hold the "
                              "same, non-zero number of samples")
         x = inputs.to(device=first.device, dtype=first.dtype if inputs.is_floating_point() else inputs.dtype)
-        classes = targets.dim() == 1 and not targets.is_floating_point() and not targets.is_complex()
-        if self.loss == "cross_entropy" and not classes:
-            raise ValueError(f"cross_entropy targets must be 1-D integer class indices, got "
-                             f"{targets.dtype} {tuple(targets.shape)}")
-        if classes:
-            y = targets.to(device=first.device, dtype=torch.int64)
-        elif targets.is_floating_point():
-            y = targets.reshape(targets.shape[0], -1).to(device=first.device, dtype=first.dtype)
-        else:
-            raise ValueError(f"mse targets must be floats [N] / [N, C] or integer class indices [N], got "
-                             f"{targets.dtype} {tuple(targets.shape)}")
-        self.has_accuracy = classes
+        y, self.has_accuracy = self.loss_spec.prepare_targets(targets, first.dtype, first.device)
         x = x.contiguous(memory_format=torch.channels_last) if self.channels_last else x.contiguous()
         return x, y.contiguous()
 
@@ -327,12 +317,12 @@ class LineEvaluator:
                     out = self.strategy.outputs(line, pos[start:stop], x)
                     k = stop - start
                     logits = self._as_logits(out, k, n)
-                    red = reduce_loss(logits, self._targets_for(rows, k), loss=self.loss, lines=k,
+                    red = reduce_loss(logits, self._targets_for(rows, k), loss=self.loss_spec, lines=k,
                                       backend=self.backend)
                     if sample_loss is None:
                         sample_loss = torch.empty(k_total, self.n_samples, dtype=red.sample_loss.dtype,
                                                   device=line.device)
-                        k_step = self._point_chunk(line, n, logits.shape[1], k_total, self.strategy)
+                        k_step = self._point_chunk(line, n, int(logits[0].numel()), k_total, self.strategy)
                     sample_loss[start:stop, rows] = red.sample_loss.view(k, n)
                     line_sum[start:stop] += red.line_sum
                     correct[start:stop] += red.correct
@@ -340,16 +330,10 @@ class LineEvaluator:
         return sample_loss, line_sum, correct
 
     def _as_logits(self, out: Tensor, k: int, n: int) -> Tensor:
-        """``[k, n, ...]`` outputs as line-major ``[k*n, C]`` logits, shape-checked."""
+        """``[k, n, ...]`` outputs as the loss's line-major rows ``[k*n, ...]``, shape-checked."""
         if out.shape[:2] != (k, n):
             raise ValueError(f"strategy returned outputs of shape {tuple(out.shape)}, expected [{k}, {n}, ...]")
-        logits = out.reshape(k * n, -1)
-        if self.loss == "cross_entropy" and out.dim() != 3:
-            raise ValueError(f"cross_entropy needs model outputs [n, C], got per-point shape {tuple(out.shape[1:])}")
-        if self.targets.dim() == 2 and logits.shape[1] != self.targets.shape[1]:
-            raise ValueError(f"mse: model outputs have {logits.shape[1]} values per sample, targets "
-                             f"{self.targets.shape[1]}")
-        return logits
+        return self.loss_spec.as_rows(out.reshape(k * n, *out.shape[2:]))
 
     def _slopes(self, line: LinePoints, chunks: list[slice]) -> Tensor:
         """``[N]`` float64 exact ``dℓ_i/ds`` at s = 0, by forward-mode AD per chunk (group)."""
@@ -361,7 +345,8 @@ class LineEvaluator:
             with forward_ad.dual_level():
                 s = _make_dual(s0, one)
                 logits = self._as_logits(line.forward_dual(s, x).unsqueeze(0), 1, x.shape[0])
-                per_sample = reduce_loss_reference(logits, y, loss=self.loss, lines=1).sample_loss
+                self.loss_spec.check(logits, y)
+                per_sample, _ = self.loss_spec.reference(logits, y)
                 tangent = forward_ad.unpack_dual(per_sample).tangent
             out[rows] = tangent.detach().to(torch.float64)
         return out

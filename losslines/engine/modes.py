@@ -1,4 +1,4 @@
-"""Measurement modes: BatchNorm and dropout as explicit settings, RNG left untouched (DESIGN §1).
+"""Measurement modes: BatchNorm and dropout as explicit settings (docs/design.md, "The measurement").
 
 * ``bn="running"``: every normalisation layer in eval mode — it normalises with its running
   statistics, so samples are independent and can be chunked freely.
@@ -10,19 +10,15 @@
   measured function is deterministic. ``dropout="error"``: a dropout module with ``p > 0`` is an
   error (for runs that must not contain dropout at all).
 
-All module ``training`` flags are restored afterwards, and ``preserved_rng`` restores the torch
-(CPU and initialised CUDA devices), Python ``random`` and NumPy global generators, so measuring
-consumes no randomness of the training run even if the model draws random numbers.
+All module ``training`` flags are restored afterwards (``engine.rng.preserved_rng`` restores the
+global generators, so measuring consumes no randomness of the training run either).
 """
 
 from __future__ import annotations
 
-import random
 from contextlib import contextmanager
 from typing import Iterator
 
-import numpy as np
-import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _NormBase
 from torch.nn.modules.dropout import _DropoutNd
@@ -50,6 +46,12 @@ def norm_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(name, m) for name, m in model.named_modules() if isinstance(m, _NormBase)]
 
 
+def active_dropout(model: nn.Module) -> list[str]:
+    """Names of the dropout modules with ``p > 0``: training with them differentiates another
+    function than the (dropout-free) measurement, so the plain-SGD slope check cannot apply."""
+    return [name for name, m in model.named_modules() if isinstance(m, _DropoutNd) and m.p > 0]
+
+
 def validate_model(model: nn.Module, bn: str, dropout: str) -> None:
     """Loud checks that the model can be measured with these settings.
 
@@ -68,7 +70,7 @@ def validate_model(model: nn.Module, bn: str, dropout: str) -> None:
                 "(track_running_stats=False); measure with bn='batch' and a bn_group"
             )
     if dropout == "error":
-        active = [name for name, m in model.named_modules() if isinstance(m, _DropoutNd) and m.p > 0]
+        active = active_dropout(model)
         if active:
             raise ValueError(
                 f"active dropout in the measured model ({active[:3]}, dropout='error'); "
@@ -90,20 +92,3 @@ def measurement_modes(model: nn.Module, bn: str) -> Iterator[None]:
     finally:
         for m, flag in flags:
             m.training = flag
-
-
-@contextmanager
-def preserved_rng() -> Iterator[None]:
-    """Restore the torch, CUDA, Python ``random`` and NumPy global RNG states after the block."""
-    torch_state = torch.get_rng_state()
-    cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
-    py_state = random.getstate()
-    np_state = np.random.get_state()
-    try:
-        yield
-    finally:
-        torch.set_rng_state(torch_state)
-        if cuda_states is not None:
-            torch.cuda.set_rng_state_all(cuda_states)
-        random.setstate(py_state)
-        np.random.set_state(np_state)

@@ -1,4 +1,6 @@
-"""``LineSampler``: the hook that measures loss lines inside anyone's training loop (DESIGN §1–2).
+"""``LineSampler``: the hook that measures loss lines inside anyone's training loop.
+
+(docs/design.md, "The measurement" and "Architecture".)
 
 ::
 
@@ -22,10 +24,10 @@ whose ``step()`` ran in the block) and measures at θ_t along û:
 * exact slopes at 0 for every split, and enlargement rings while the train line's minimum lies
   on the edge of the measured region (every split is measured on each ring; unmeasured = NaN).
 
-It emits one record per line: a dict of numpy values whose keys, shapes and dtypes are those of
-``losslines.store.schema.line_specs(sampler.layout())`` without the line dimension (per-sample
-losses are float32; a store may keep them as float16). The model after the block is exactly what
-the optimizer produced: measuring never touches it.
+It emits one ``losslines.records.LineRecord`` per line into its sink, given at construction: a
+``LineSink`` (such as ``losslines.store.StoreSink``, opened with the sampler's ``LineShape`` once
+the settings are validated), any callable, or none (records collect in ``sampler.records``).
+The model after the block is exactly what the optimizer produced: measuring never touches it.
 """
 
 from __future__ import annotations
@@ -43,10 +45,7 @@ from losslines.engine.evaluator import LineEvaluator, LineMeasurement
 from losslines.engine.grid import Grid
 from losslines.engine.schedule import Schedule
 from losslines.engine.strategies import StrategyReport, make_strategy
-from losslines.store.schema import SPLITS, StoreLayout, line_specs
-
-# |slope0_batch + direction_norm| / direction_norm above this fails the plain-SGD check.
-SGD_SLOPE_RTOL = 1e-3
+from losslines.records import SPLITS, LineRecord, LineShape, LineSink, SplitLine, sgd_slope_mismatch
 
 
 class LineSampler:
@@ -60,35 +59,37 @@ class LineSampler:
         val: optional held-out ``(inputs, targets)``.
         bn: ``"batch"`` or ``"running"``, for the train and val lines.
         bn_group: samples per BatchNorm group in ``bn="batch"`` (the training batch size).
-        loss: ``"cross_entropy"`` or ``"mse"``.
+        loss: a registered loss name (``losslines.losses``) or a ``Loss`` record.
         sample_losses: splits whose per-sample losses go into the record (default: all measured).
-        sink: called with each record (e.g. a store writer's ``append``); default: kept in
-            ``self.records``.
+        sink: where records go: a ``LineSink`` (``open(shape)`` is called here, after every
+            setting is validated; then ``append(record)`` per line), any callable (called with
+            each record), or None (records are kept in ``self.records``).
         strategy, dropout, chunk_size, memory_budget: passed to ``LineEvaluator`` (one strategy
             instance for all splits: ``"auto"`` decides once, on the first line's train split).
         measure_batch: measure the direction batch (then ``batch=`` is required at measured steps).
         batch_size: slots of the batch arrays (default: the size of the first measured batch;
-            smaller batches are padded with NaN losses and id -1).
+            smaller batches are padded with NaN losses and id -1); required with a ``LineSink``.
         slope: compute exact slopes at 0.
         check_sgd_slope: for an ``SGDDirection`` with momentum 0 and weight decay 0, require
-            ``slope0_batch == -direction_norm`` (relative tolerance 1e-3): the built-in check
+            ``slope0_batch == -direction_norm`` (``losslines.records.sgd_slope_mismatch``): the built-in check
             that the measured batch loss is the loss that was differentiated.
 
     Raises:
-        ValueError: bad names/settings (listing valid ones), sample_losses naming absent splits.
+        ValueError: bad names/settings (listing valid ones), sample_losses naming absent splits,
+            a ``LineSink`` without a known batch size.
     """
 
     def __init__(self, model: nn.Module, *, grid: Grid, schedule: Schedule, train: tuple[Tensor, Tensor],
                  val: tuple[Tensor, Tensor] | None = None, bn: str = "batch", bn_group: int | None = 128,
                  loss: str = "cross_entropy", sample_losses: Sequence[str] | None = None,
-                 sink: Callable[[dict], object] | None = None, strategy: str = "loop", dropout: str = "off",
+                 sink: LineSink | Callable[[LineRecord], object] | None = None, strategy: str = "loop", dropout: str = "off",
                  chunk_size: int | None = None, memory_budget: int | None = None,
                  measure_batch: bool = True, batch_size: int | None = None, slope: bool = True,
                  check_sgd_slope: bool = True):
         if not isinstance(grid, Grid) or not isinstance(schedule, Schedule):
             raise ValueError("grid must be a Grid (make_grid) and schedule a Schedule")
         self.model, self.grid, self.schedule, self.loss = model, grid, schedule, loss
-        self.sink, self.slope, self.check_sgd_slope = sink, slope, check_sgd_slope
+        self.slope, self.check_sgd_slope = slope, check_sgd_slope
         self._eval_kwargs = dict(loss=loss, strategy=make_strategy(strategy), dropout=dropout,
                                  memory_budget=memory_budget)
         group = bn_group if bn == "batch" else None
@@ -109,25 +110,38 @@ class LineSampler:
         if absent:
             raise ValueError(f"sample_losses names {absent} but those splits are not measured; measured: {measured}")
         self.sample_losses = tuple(s for s in SPLITS if s in sample_losses)
-        self.records: list[dict] = []
+        self.records: list[LineRecord] = []
         self._wrapped: list[tuple[torch.optim.Optimizer, OptimizerStepDirection]] = []
         self._trainable = list(trainable_parameters(model))
+        if sink is not None and not callable(sink) and not isinstance(sink, LineSink):
+            raise ValueError(f"sink must be a LineSink (open, append), a callable or None, got {type(sink).__name__}")
+        self._sink = sink
+        if isinstance(sink, LineSink):
+            if self.measure_batch and self.batch_size is None:
+                raise ValueError("a LineSink needs the record shape up front: pass batch_size= (the slots of "
+                                 "the direction batch) or measure_batch=False")
+            sink.open(self.shape)
 
     # -- public ---------------------------------------------------------------------------------
 
-    def layout(self, *, sample_dtype: str = "float16", **kwargs) -> StoreLayout:
-        """The ``StoreLayout`` of this sampler's records (``kwargs``: line_chunk, sample_block).
+    @property
+    def shape(self) -> LineShape:
+        """The ``LineShape`` every record of this sampler has (a store derives its layout from it).
 
         Raises:
             ValueError: the batch is measured but its size is not known yet (pass batch_size).
         """
         if self.measure_batch and self.batch_size is None:
             raise ValueError("the batch size is not known before the first measured batch; pass batch_size=")
-        val = self.evaluators.get("val")
-        return StoreLayout(n_points=self.grid.n_points, n_train=self.evaluators["train"].n_samples,
-                           n_val=val.n_samples if val is not None else 0,
-                           batch_size=self.batch_size if self.measure_batch else 0,
-                           sample_losses=self.sample_losses, sample_dtype=sample_dtype, **kwargs)
+        sizes = {split: ev.n_samples for split, ev in self.evaluators.items()}
+        if self.measure_batch:
+            sizes["batch"] = self.batch_size
+        return LineShape(positions=self.grid.positions, n_samples=sizes, sample_losses=self.sample_losses)
+
+    @property
+    def sink(self) -> LineSink | Callable[[LineRecord], object] | None:
+        """Where records go (given at construction)."""
+        return self._sink
 
     @property
     def strategy_report(self) -> StrategyReport | None:
@@ -173,14 +187,11 @@ class LineSampler:
         direction = src.end()
         record = self._measure_line(step, epoch, direction, theta_t, buffers_t, batch, batch_ids, trained_bn)
         self._check_sgd(src, record)
-        if self.sink is not None:
-            self.sink(record)
-        else:
-            self.records.append(record)
+        self._emit(record)
 
     def measure_direction(self, step: int, direction: Direction, *, theta: dict, buffers: dict,
                           batch: tuple[Tensor, Tensor] | None = None, batch_ids=None, epoch: int = 0,
-                          trained_bn: str = "batch") -> dict:
+                          trained_bn: str = "batch") -> LineRecord:
         """Measure one line from an explicit θ_t along an explicit direction; return its record.
 
         The building block of ``measure`` and of the all-directions mode: the same grid,
@@ -193,6 +204,14 @@ class LineSampler:
         return self._measure_line(step, epoch, direction, theta, buffers, batch, batch_ids, trained_bn)
 
     # -- internals ------------------------------------------------------------------------------
+
+    def _emit(self, record: LineRecord) -> None:
+        if self._sink is None:
+            self.records.append(record)
+        elif isinstance(self._sink, LineSink):
+            self._sink.append(record)
+        else:
+            self._sink(record)
 
     def _source(self, source) -> DirectionSource:
         if isinstance(source, torch.optim.Optimizer):
@@ -219,7 +238,7 @@ class LineSampler:
                              **self._eval_kwargs)
 
     def _measure_line(self, step: int, epoch: int, direction: Direction, theta_t: dict, buffers_t: dict,
-                      batch, batch_ids, trained_bn: str) -> dict:
+                      batch, batch_ids, trained_bn: str) -> LineRecord:
         evaluators = dict(self.evaluators)
         if self.measure_batch:
             evaluators["batch"] = self._batch_evaluator(batch, trained_bn)
@@ -248,23 +267,18 @@ class LineSampler:
         best = idx[int(np.nanargmin(np.where(np.isfinite(loss[idx]), loss[idx], np.nan)))]
         return best in self.grid.edge_indices(n_rings)
 
-    def _record(self, step: int, epoch: int, direction: Direction, out: dict, batch_ids) -> dict:
-        values = {"step": step, "epoch": epoch, "lr": direction.lr, "direction_norm": direction.direction_norm,
-                  "update_step": direction.update_step}
+    def _record(self, step: int, epoch: int, direction: Direction, out: dict, batch_ids) -> LineRecord:
+        splits = {}
         for split, arr in out.items():
-            values[f"loss_{split}"] = arr.loss
-            values[f"acc_{split}"] = arr.accuracy
-            values[f"loss_at_update_{split}"] = arr.loss_at_update
-            values[f"slope0_{split}"] = arr.slope0
-        for split in self.sample_losses:
-            values[f"sample_loss_{split}"] = _pad(out[split].sample_loss, self.batch_size) if split == "batch" \
-                else out[split].sample_loss
-        if self.measure_batch:
-            values["batch_ids"] = self._batch_ids(batch_ids, out["batch"].sample_loss.shape[1])
-        record = {}
-        for spec in line_specs(self.layout(sample_dtype="float32")):
-            record[spec.name] = np.asarray(values[spec.name], dtype=spec.dtype)
-        return record
+            sample_loss = None
+            if split in self.sample_losses:
+                sample_loss = _pad(arr.sample_loss, self.batch_size) if split == "batch" else arr.sample_loss
+            splits[split] = SplitLine(loss=arr.loss, accuracy=arr.accuracy, loss_at_update=arr.loss_at_update,
+                                      slope0=arr.slope0, sample_loss=sample_loss, sample_slope0=arr.sample_slope0)
+        ids = self._batch_ids(batch_ids, out["batch"].sample_loss.shape[1]) if self.measure_batch else None
+        return LineRecord(step=int(step), epoch=int(epoch), lr=float(direction.lr),
+                          direction_norm=float(direction.direction_norm), update_step=float(direction.update_step),
+                          splits=splits, batch_ids=ids)
 
     def _batch_ids(self, batch_ids, n: int) -> np.ndarray:
         ids = np.full(self.batch_size, -1, dtype=np.int64)
@@ -275,12 +289,12 @@ class LineSampler:
             ids[:n] = given
         return ids
 
-    def _check_sgd(self, src: DirectionSource, record: dict) -> None:
+    def _check_sgd(self, src: DirectionSource, record: LineRecord) -> None:
         if not (self.check_sgd_slope and self.slope and self.measure_batch and isinstance(src, SGDDirection)
                 and src.momentum == 0 and src.weight_decay == 0):
             return
-        slope, norm = float(record["slope0_batch"]), float(record["direction_norm"])
-        if abs(slope + norm) > SGD_SLOPE_RTOL * norm:
+        slope, norm = record["batch"].slope0, record.direction_norm
+        if sgd_slope_mismatch(slope, norm):
             raise RuntimeError(
                 f"plain-SGD check failed at step {int(record['step'])}: slope0_batch = {slope:.6g} but "
                 f"-‖g‖ = {-norm:.6g}; the measured batch loss is not the loss that was differentiated "
@@ -299,15 +313,15 @@ def _pad(sample_loss: np.ndarray, slots: int) -> np.ndarray:
 class _LineArrays:
     """The full-grid arrays of one split of one line, NaN where not measured."""
 
-    def __init__(self, loss, accuracy, sample_loss, loss_at_update, slope0):
+    def __init__(self, loss, accuracy, sample_loss, loss_at_update, slope0, sample_slope0):
         self.loss, self.accuracy, self.sample_loss = loss, accuracy, sample_loss
-        self.loss_at_update, self.slope0 = loss_at_update, slope0
+        self.loss_at_update, self.slope0, self.sample_slope0 = loss_at_update, slope0, sample_slope0
 
     @classmethod
     def empty(cls, n_points: int, n_samples: int, first: LineMeasurement) -> "_LineArrays":
         return cls(np.full(n_points, np.nan), np.full(n_points, np.nan),
                    np.full((n_points, n_samples), np.nan, dtype=np.float32),
-                   float(first.loss[-1]), first.slope0)
+                   float(first.loss[-1]), first.slope0, first.sample_slope0)
 
     def fill(self, where: np.ndarray, m: LineMeasurement, upto: int | None = None) -> None:
         """Copy the first ``upto`` points of ``m`` (default: all) to grid indices ``where``."""

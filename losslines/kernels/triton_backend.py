@@ -1,4 +1,7 @@
-"""The ``"triton"`` loss-reduction backend: when it applies, argument checks, and dispatch by loss.
+"""The ``"triton"`` loss-reduction backend: when it applies, and its kernels' host-side entries.
+
+The loss records (``losslines.losses``) name the kernels below; a loss without a Triton kernel
+is refused by a forced ``backend="triton"`` and reduced by its torch reference under ``"auto"``.
 
 This module imports without Triton installed: the kernel modules (``triton_cross_entropy``,
 ``triton_mse``) and Triton itself are imported on first use only.
@@ -29,7 +32,7 @@ import torch
 from torch import Tensor
 from torch.autograd import forward_ad
 
-from losslines.kernels.reference import LossReduction, check_loss, check_shapes
+from losslines.kernels.reference import LossReduction
 
 TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 TRITON_REQUIREMENT = ("the triton package and float32/float16/bfloat16 logits without autograd on a CUDA device, "
@@ -108,39 +111,44 @@ def _check_class_indices(targets: Tensor, classes: int) -> None:
         raise ValueError(f"class-index targets must lie in [0, {classes}), got values in [{low}, {high}]")
 
 
-def reduce_loss_triton(logits: Tensor, targets: Tensor, *, loss: str = "cross_entropy",
-                       lines: int = 1) -> LossReduction:
-    """``kernels.reference.reduce_loss`` computed by fused Triton kernels (one read of the logits).
+def _checked(rows: Tensor, targets: Tensor) -> None:
+    """What the kernels need beyond the loss's own shape check (``losslines.losses``)."""
+    if not triton_available(rows):
+        raise ValueError(f"the triton loss backend cannot reduce {rows.device} {rows.dtype} outputs "
+                         f"(requires_grad={rows.requires_grad}); it needs {TRITON_REQUIREMENT}")
+    if targets.device != rows.device:
+        raise ValueError(f"targets are on {targets.device} but outputs on {rows.device}; move them together")
+    if not targets.is_floating_point():
+        _check_class_indices(targets, rows.shape[1])
+
+
+def cross_entropy_reduction(rows: Tensor, targets: Tensor, *, lines: int, n: int) -> LossReduction:
+    """The ``cross_entropy`` loss's Triton kernel: ``kernels.reference.cross_entropy_reference``
+    fused with the line reduction, one read of the logits.
 
     Args:
-        logits: ``[lines * n, C]`` float32/float16/bfloat16 line-major model outputs, any strides;
-            computed in float32.
-        targets: ``[lines * n]`` int32/int64 class indices in ``[0, C)`` ("cross_entropy", or "mse"
-            against one-hot vectors) or ``[lines * n, C]`` floats ("mse" regression), any strides,
-            on the logits' device.
-        loss: ``"cross_entropy"`` or ``"mse"``.
-        lines: number of points stacked in ``logits``.
+        rows: ``[lines * n, C]`` float32/float16/bfloat16 line-major logits, any strides;
+            computed in float32. (Shapes are checked by the loss record first.)
+        targets: ``[lines * n]`` int32/int64 class indices in ``[0, C)``, on the logits' device.
+        lines, n: points and samples per point.
 
     Returns:
-        ``LossReduction``: float32 ``sample_loss [lines * n]`` (nats for cross-entropy), float64
-        ``line_sum [lines]`` (float32 partial sums over at most one row block, combined in
-        float64), int64 ``correct [lines]``.
+        ``LossReduction``: float32 ``sample_loss`` (nats), float64 ``line_sum`` (float32 partial
+        sums over at most one row block, combined in float64), int64 ``correct``.
 
     Raises:
-        ValueError: unknown loss, misfitting shapes, targets on another device or out of range,
-            or logits this backend does not take (see ``TRITON_REQUIREMENT``).
+        ValueError: logits this backend does not take (see ``TRITON_REQUIREMENT``), targets on
+            another device or out of range.
     """
-    check_loss(loss)
-    n = check_shapes(logits, targets, loss, lines)
-    if not triton_available(logits):
-        raise ValueError(f"the triton loss backend cannot reduce {logits.device} {logits.dtype} logits "
-                         f"(requires_grad={logits.requires_grad}); it needs {TRITON_REQUIREMENT}")
-    if targets.device != logits.device:
-        raise ValueError(f"targets are on {targets.device} but logits on {logits.device}; move them together")
-    if not targets.is_floating_point():
-        _check_class_indices(targets, logits.shape[1])
-    if loss == "cross_entropy":
-        from losslines.kernels.triton_cross_entropy import cross_entropy_triton
-        return cross_entropy_triton(logits, targets, lines=lines, n=n)
+    _checked(rows, targets)
+    from losslines.kernels.triton_cross_entropy import cross_entropy_triton
+    return cross_entropy_triton(rows, targets, lines=lines, n=n)
+
+
+def mse_reduction(rows: Tensor, targets: Tensor, *, lines: int, n: int) -> LossReduction:
+    """The ``mse`` loss's Triton kernel: ``kernels.reference.mse_reference`` fused with the line
+    reduction (float targets ``[lines * n, C]`` of any strides, or int32/int64 class indices
+    ``[lines * n]`` against one-hot vectors); otherwise as :func:`cross_entropy_reduction`."""
+    _checked(rows, targets)
     from losslines.kernels.triton_mse import mse_triton
-    return mse_triton(logits, targets, lines=lines, n=n)
+    return mse_triton(rows, targets, lines=lines, n=n)

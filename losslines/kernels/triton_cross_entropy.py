@@ -78,7 +78,7 @@ def cross_entropy_kernel(z_ptr, t_ptr, loss_ptr, psum_ptr, pcorrect_ptr,
 def cross_entropy_triton(logits: Tensor, targets: Tensor, *, lines: int, n: int,
                          block_rows: int | None = None, block_cols: int | None = None) -> LossReduction:
     """Launch ``cross_entropy_kernel`` over ``[lines * n, C]`` logits (arguments already checked by
-    ``triton_backend.reduce_loss_triton``, which is the public entry).
+    ``triton_backend.cross_entropy_reduction``, the entry the loss record names).
 
     Args:
         logits: ``[lines * n, C]`` float32/float16/bfloat16, any strides.

@@ -77,7 +77,7 @@ def mse_kernel(z_ptr, y_ptr, loss_ptr, psum_ptr, pcorrect_ptr,
 def mse_triton(logits: Tensor, targets: Tensor, *, lines: int, n: int,
                block_rows: int | None = None, block_cols: int | None = None) -> LossReduction:
     """Launch ``mse_kernel`` over ``[lines * n, C]`` outputs (arguments already checked by
-    ``triton_backend.reduce_loss_triton``, which is the public entry).
+    ``triton_backend.mse_reduction``, the entry the loss record names).
 
     Args:
         logits: ``[lines * n, C]`` float32/float16/bfloat16 outputs, any strides.

@@ -3,12 +3,14 @@
 from losslines.store.info import describe, summarize
 from losslines.store.reader import LineStore, StoreArray, open_store
 from losslines.store.schema import FORMAT_VERSION, StoreLayout
+from losslines.store.sink import StoreSink
 from losslines.store.writer import StoreWriter, WriterError
 
 __all__ = [
     "FORMAT_VERSION",
     "StoreLayout",
     "StoreWriter",
+    "StoreSink",
     "WriterError",
     "open_store",
     "LineStore",

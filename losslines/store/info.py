@@ -105,7 +105,7 @@ def describe(path: str | os.PathLike[str]) -> str:
         f"format     losslines v{s['format']}, status {s['status']}"
         + (f" ({s['status_reason']})" if s["status_reason"] else ""),
         f"lines      {lines['committed']} committed / {lines['allocated']} allocated",
-        f"steps      " + (f"{lines['steps'][0]} .. {lines['steps'][1]}" if lines["steps"] else "none yet"),
+        "steps      " + (f"{lines['steps'][0]} .. {lines['steps'][1]}" if lines["steps"] else "none yet"),
         f"grid       {grid['points']} points, spacing {grid['spacing']:.6g}, s in [{grid['min']:.6g}, {grid['max']:.6g}]"
         if grid["spacing"] is not None else f"grid       {grid['points']} point at s = {grid['min']:.6g}",
         "samples    " + (", ".join(f"{k} {v}" for k, v in s["samples"].items() if v > 0) or "none"),

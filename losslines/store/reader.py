@@ -11,7 +11,6 @@ The analysis reads stores only through this module; it imports neither torch nor
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -19,15 +18,8 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import zarr
 
-from losslines.store.schema import (
-    COMMITTED_ATTR,
-    DIRECTIONS_GROUP,
-    FORMAT_ATTR,
-    FORMAT_VERSION,
-    SPLITS,
-    STATUS_ATTR,
-    StoreLayout,
-)
+from losslines.store.group import infer_layout, member_names, open_group_checked
+from losslines.store.schema import COMMITTED_ATTR, DIRECTIONS_GROUP, FORMAT_ATTR, FORMAT_VERSION, STATUS_ATTR, StoreLayout
 
 _SAMPLE_ID_SPLITS = ("train", "val")
 
@@ -143,66 +135,6 @@ def _expand_key(key: Any, ndim: int, name: str) -> list[int | slice]:
     else:
         key = key + (slice(None),) * (ndim - n_given)
     return list(key)
-
-
-def member_names(group: zarr.Group) -> tuple[list[str], list[str]]:
-    """Sorted names of the arrays and of the sub-groups directly in ``group``.
-
-    On a local store this reads the child folders' ``zarr.json`` itself: zarr's own listing
-    warns about (and a warning is an error in the tests) the temporary files a concurrent
-    writer leaves for an instant while it atomically replaces a metadata file.
-    """
-    root = getattr(group.store, "root", None)
-    if root is None:  # not a local store: zarr's listing
-        return sorted(group.array_keys()), sorted(group.group_keys())
-    arrays, groups = [], []
-    folder = Path(root) / group.path
-    for entry in os.scandir(folder):
-        meta = Path(entry.path) / "zarr.json"
-        if not entry.is_dir() or not meta.is_file():
-            continue
-        node_type = json.loads(meta.read_text()).get("node_type")
-        (arrays if node_type == "array" else groups if node_type == "group" else []).append(entry.name)
-    return sorted(arrays), sorted(groups)
-
-
-def infer_layout(group: zarr.Group) -> StoreLayout:
-    """The :class:`StoreLayout` a v1 store was created with, read back from its arrays.
-
-    ``sample_block`` is recovered from the chunks of the per-sample arrays (the default when
-    the store has none); every other field is exact.
-    """
-    array_names, group_names = member_names(group)
-    names = set(array_names)
-    if "position" not in names or "step" not in names:
-        raise ValueError("store lacks the 'position' or 'step' array; not a losslines v1 store")
-
-    def size(name: str, axis: int = -1) -> int:
-        return int(group[name].shape[axis]) if name in names else 0
-
-    sample_losses = tuple(s for s in SPLITS if f"sample_loss_{s}" in names)
-    sample_dtype = "float16"
-    sample_block = StoreLayout.sample_block
-    if sample_losses:
-        arrays = [group[f"sample_loss_{s}"] for s in sample_losses]
-        sample_dtype = str(np.dtype(arrays[0].dtype))
-        blocks = [(a.chunks[-1], a.shape[-1]) for a in arrays]
-        partial = [c for c, n in blocks if c < n]
-        sample_block = partial[0] if partial else max(c for c, _ in blocks)
-    n_directions = 0
-    if DIRECTIONS_GROUP in group_names:
-        n_directions = int(group[DIRECTIONS_GROUP]["direction_norm"].shape[1])
-    return StoreLayout(
-        n_points=size("position"),
-        n_train=size("sample_ids_train"),
-        n_val=size("sample_ids_val"),
-        batch_size=size("batch_ids"),
-        sample_losses=sample_losses,
-        sample_dtype=sample_dtype,  # type: ignore[arg-type]
-        n_directions=n_directions,
-        line_chunk=int(group["step"].chunks[0]),
-        sample_block=int(sample_block),
-    )
 
 
 class LineStore:
@@ -376,28 +308,6 @@ def _open_v1(path: Path, group: zarr.Group) -> LineStore:
 
 # format number -> reader; a v2 reader is added here, v1 stays readable.
 _READERS: dict[int, Callable[[Path, zarr.Group], LineStore]] = {FORMAT_VERSION: _open_v1}
-
-
-def open_group_checked(path: str | os.PathLike[str], mode: str = "r") -> tuple[Path, zarr.Group, int]:
-    """Open the root group of a losslines store; return (path, group, format number).
-
-    Raises:
-        FileNotFoundError: nothing at ``path``.
-        ValueError: ``path`` is not a losslines store.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no losslines store at {path}: the path does not exist")
-    if not (path / "zarr.json").is_file():
-        raise ValueError(f"{path} is not a losslines store (no zarr.json; expected a zarr v3 group)")
-    try:
-        group = zarr.open_group(store=str(path), mode=mode)  # type: ignore[arg-type]
-    except Exception as err:
-        raise ValueError(f"{path} is not a losslines store (cannot open as a zarr v3 group: {err})") from err
-    fmt = group.attrs.get(FORMAT_ATTR)
-    if fmt is None:
-        raise ValueError(f"{path} is a zarr group but not a losslines store (no {FORMAT_ATTR!r} attribute)")
-    return path, group, int(fmt)  # type: ignore[arg-type]
 
 
 def open_store(path: str | os.PathLike[str]) -> LineStore:

@@ -1,7 +1,10 @@
 """Store format v1: the names, dimensions, dtypes and chunking of every array.
 
-This module is the contract between the engine (which writes stores) and the analysis (which
-reads them); ../DESIGN.md §3 is its prose form. A store is a zarr v3 group:
+This module is the store's side of the contract with the engine: the engine emits
+``losslines.records.LineRecord`` s, and this module maps them to arrays (:func:`record_arrays`,
+:func:`directions_arrays`) and derives the layout from the sampler's ``LineShape``
+(:meth:`StoreLayout.from_shape`). docs/store-format.md is the normative prose form of the
+format. A store is a zarr v3 group:
 
 ============================== =============================== ========= ==========================
 array                          dims                            dtype     meaning
@@ -43,9 +46,11 @@ has its own ``committed_lines``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Mapping
+from typing import Any, Literal, Mapping
 
 import numpy as np
+
+from losslines.records import SPLITS, DirectionsRecord, LineRecord, LineShape
 
 FORMAT_VERSION = 1
 FORMAT_ATTR = "losslines_format"
@@ -54,7 +59,6 @@ STATUS_ATTR = "status"
 STATUSES = ("running", "complete", "failed")
 DIRECTIONS_GROUP = "directions"
 
-SPLITS = ("train", "val", "batch")
 ACCURACY_SPLITS = ("train", "val")
 SAMPLE_DIM = {"train": "sample_train", "val": "sample_val", "batch": "batch_slot"}
 
@@ -126,6 +130,20 @@ class StoreLayout:
         for split in self.sample_losses:
             if self.split_size(split) == 0:
                 raise ValueError(f"sample_losses includes {split!r} but that split has no samples")
+
+    @classmethod
+    def from_shape(cls, shape: LineShape, *, sample_dtype: SampleDtype = "float16", n_directions: int = 0,
+                   line_chunk: int = 64, sample_block: int = 4096) -> "StoreLayout":
+        """The layout of a store that keeps a sampler's records (the one place it is derived).
+
+        Args:
+            shape: the sampler's ``LineShape`` (grid size, samples per split, per-sample splits).
+            sample_dtype, line_chunk, sample_block: how per-sample losses and lines are stored.
+            n_directions: lines per position in the ``directions/`` group (0: none).
+        """
+        return cls(n_points=shape.n_points, n_train=shape.size("train"), n_val=shape.size("val"),
+                   batch_size=shape.size("batch"), sample_losses=shape.sample_losses, sample_dtype=sample_dtype,
+                   n_directions=n_directions, line_chunk=line_chunk, sample_block=sample_block)
 
     def split_size(self, split: str) -> int:
         """Number of samples of ``split`` ("train", "val" or "batch")."""
@@ -217,3 +235,45 @@ def static_specs(layout: StoreLayout) -> list[ArraySpec]:
 
 def spec_by_name(specs: list[ArraySpec]) -> Mapping[str, ArraySpec]:
     return {s.name: s for s in specs}
+
+
+def record_arrays(record: LineRecord, layout: StoreLayout) -> dict[str, Any]:
+    """The per-line arrays of one ``LineRecord`` (without the ``line`` dimension), by name.
+
+    Values keep their precision here (float64 means); the writer casts to each array's dtype.
+    Splits the layout does not store are left out; a split the layout expects but the record
+    lacks is left out too (the writer stores NaN: not measured).
+    """
+    values: dict[str, Any] = {"step": record.step, "epoch": record.epoch, "lr": record.lr,
+                              "direction_norm": record.direction_norm, "update_step": record.update_step}
+    measured = layout.measured_splits
+    for split, line in record.splits.items():
+        if split not in measured:
+            continue
+        values[f"loss_{split}"] = line.loss
+        if split in ACCURACY_SPLITS:
+            values[f"acc_{split}"] = line.accuracy
+        values[f"loss_at_update_{split}"] = line.loss_at_update
+        values[f"slope0_{split}"] = line.slope0
+        if split in layout.sample_losses:
+            if line.sample_loss is None:
+                raise ValueError(f"the layout stores per-sample {split} losses but the record of step "
+                                 f"{record.step} carries none")
+            values[f"sample_loss_{split}"] = line.sample_loss
+    if layout.batch_size > 0 and record.batch_ids is not None:
+        values["batch_ids"] = record.batch_ids
+    return values
+
+
+def directions_arrays(record: DirectionsRecord, layout: StoreLayout) -> dict[str, Any]:
+    """The arrays of one ``directions/`` line: per-direction arrays gain a leading ``[M]`` axis;
+    ``step``, ``epoch`` and ``lr`` are per position and stay scalar."""
+    if not record.lines:
+        raise ValueError(f"the directions record of step {record.step} holds no lines")
+    per_line = [record_arrays(line, layout) for line in record.lines]
+    out: dict[str, Any] = {"step": record.step, "epoch": record.epoch, "lr": record.lr}
+    for name in per_line[0]:
+        if name not in out:
+            out[name] = np.stack([np.asarray(values[name]) for values in per_line])
+    return out
+

@@ -21,12 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
+from losslines.records import sgd_slope_mismatch
 from losslines.store.reader import LineStore, open_store
 from losslines.store.schema import line_specs, static_specs
 
 # Relative tolerances of the checks (the store keeps float32 means and f16/f32 samples).
 UPDATE_RTOL = 1e-5
-SLOPE_RTOL = 1e-3
 SAMPLE_MEAN_TOL = {"float16": 2e-3, "float32": 1e-5}
 
 
@@ -78,7 +78,8 @@ def _check_grid(position: np.ndarray) -> list[Finding]:
 def _plain_sgd(store: LineStore) -> bool:
     cfg, sem = store.config, store.attrs.get("semantics", {})
     train = cfg.get("train", {}) if isinstance(cfg, dict) else {}
-    return (sem.get("direction") == "sgd" and sem.get("bn") in ("batch", "running")
+    checked = not str(sem.get("sgd_slope_check", "on")).startswith("off")  # off: training used dropout
+    return (checked and sem.get("direction") == "sgd" and sem.get("bn") in ("batch", "running")
             and train.get("momentum", 1) == 0 and train.get("weight_decay", 1) == 0)
 
 
@@ -123,8 +124,7 @@ def _check_lines(store: LineStore, block: int) -> list[Finding]:
                 out.append(Finding("batch_ids", f"lines {start}..{stop - 1}", "ids below -1"))
         if plain_sgd and store.has("slope0_batch"):
             slope = store["slope0_batch"][start:stop].astype(np.float64)
-            ok = np.isfinite(slope)
-            bad = ok & (np.abs(slope + norm) > SLOPE_RTOL * np.abs(norm))
+            bad = sgd_slope_mismatch(slope, norm)
             if bad.any():
                 i = first_bad(bad, start)
                 out.append(Finding("sgd-slope", f"line {i}",

@@ -32,7 +32,8 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
 
-from losslines.store.reader import infer_layout, open_group_checked
+from losslines.records import DirectionsRecord, LineRecord
+from losslines.store.group import infer_layout, open_group_checked
 from losslines.store.schema import (
     COMMITTED_ATTR,
     DIRECTIONS_GROUP,
@@ -42,7 +43,9 @@ from losslines.store.schema import (
     STATUSES,
     ArraySpec,
     StoreLayout,
+    directions_arrays,
     line_specs,
+    record_arrays,
     static_specs,
 )
 from losslines.store.validate import check_arrays, check_json, check_sample_ids, validate_record
@@ -243,20 +246,27 @@ class StoreWriter:
         return st.committed if st is not None else 0
 
     # -- caller side ----------------------------------------------------------------------
-    def append(self, record: Mapping[str, Any]) -> int:
+    def append(self, record: LineRecord | Mapping[str, Any]) -> int:
         """Queue one line of the root group; return its line index.
 
         Args:
-            record: per-line array name -> value without the ``line`` dimension (``step`` is
-                required; e.g. ``loss_train`` [K], ``sample_loss_train`` [K, N], ``batch_ids``
-                [B]). Missing arrays are stored as their fill value (NaN: not measured).
+            record: a ``losslines.records.LineRecord`` (what a sampler emits; mapped to arrays by
+                ``schema.record_arrays``), or the arrays themselves: per-line array name ->
+                value without the ``line`` dimension (``step`` is required; e.g. ``loss_train``
+                [K], ``sample_loss_train`` [K, N], ``batch_ids`` [B]). Missing arrays are stored
+                as their fill value (NaN: not measured).
         """
+        if isinstance(record, LineRecord):
+            record = record_arrays(record, self._layout)
         return self._enqueue(ROOT, record, "append")
 
-    def append_directions(self, record: Mapping[str, Any]) -> int:
-        """Queue one line of ``directions/``: arrays carry a leading ``direction`` dim [M, ...]."""
+    def append_directions(self, record: DirectionsRecord | Mapping[str, Any]) -> int:
+        """Queue one line of ``directions/``: a ``DirectionsRecord`` (M lines from one θ_t), or
+        its arrays with a leading ``direction`` dim [M, ...] (``step``, ``epoch``, ``lr`` scalar)."""
         if DIRECTIONS_GROUP not in self._states:
             raise ValueError("this store has no directions/ group; create it with layout.n_directions > 0")
+        if isinstance(record, DirectionsRecord):
+            record = directions_arrays(record, self._layout)
         return self._enqueue(DIRECTIONS_GROUP, record, "append_directions")
 
     def update_attrs(self, attrs: Mapping[str, Any]) -> None:

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from losslines.engine.all_directions import batch_gradient, draw_batches, stack_records
-from losslines.engine.driver import run
+from losslines.runner.driver import run
 from losslines.store import open_store
 
 DIRECTIONS = ["measure.directions_at=[2, 7]", "measure.n_directions=3"]

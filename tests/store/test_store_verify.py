@@ -10,7 +10,7 @@ import zarr
 
 from losslines.cli import main
 from losslines.store.verify import verify_store
-from losslines.engine.driver import run
+from losslines.runner.driver import run
 
 
 @pytest.fixture(scope="module")

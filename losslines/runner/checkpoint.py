@@ -11,41 +11,21 @@ while saving leaves the previous checkpoint intact.
 from __future__ import annotations
 
 import os
-import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 CHECKPOINT_FORMAT = 1
+
+# Keys that may differ on --resume: where the data lives and how the writer queues, not what is measured.
+RESUMABLE_CHANGES = frozenset({"data.root", "data.download", "store.max_queued_lines"})
 
 
 def checkpoint_dir(store_path: str | Path) -> Path:
     """The checkpoint directory of a store: ``<store>.ckpt``."""
     return Path(str(store_path).rstrip("/") + ".ckpt")
-
-
-def global_rng_state() -> dict[str, Any]:
-    """Snapshot of the global generators (torch CPU/CUDA, numpy, python)."""
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy": np.random.get_state(),
-        "python": random.getstate(),
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_global_rng_state(state: dict[str, Any]) -> None:
-    """Restore the generators captured by :func:`global_rng_state`."""
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 @dataclass(frozen=True)
@@ -60,7 +40,7 @@ class TrainingState:
         model: ``model.state_dict()``.
         stepper: state of the optimizer or of the losslines SGD direction.
         generators: ``{"order": ..., "augment": ...}`` states of the run's own generators.
-        global_rng: :func:`global_rng_state`.
+        global_rng: ``engine.rng.global_rng_state()``.
         config: the resolved config, to refuse resuming a different run.
         committed_direction_lines: lines committed to the ``directions/`` group.
     """
@@ -105,3 +85,28 @@ def load_checkpoint(directory: Path) -> TrainingState:
     if payload.pop("format", None) != CHECKPOINT_FORMAT:
         raise ValueError(f"checkpoint {path} has an unsupported format; start the run again")
     return TrainingState(**payload)
+
+
+def config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two resolved configs."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += config_differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(prefix + key)
+    return out
+
+
+def check_resumable(state: TrainingState, config: dict, directory: Path) -> None:
+    """Refuse a checkpoint taken under another config (``RESUMABLE_CHANGES`` aside).
+
+    Raises:
+        ValueError: naming the changed keys.
+    """
+    changed = [k for k in config_differences(state.config, config) if k not in RESUMABLE_CHANGES]
+    if changed:
+        raise ValueError(f"checkpoint in {directory} belongs to a different config (changed: {', '.join(changed)}); "
+                         "resume with the same config and --set values, or start a new store")
+

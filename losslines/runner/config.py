@@ -92,26 +92,28 @@ class TrainConfig:
     Attributes:
         steps: number of optimizer steps.
         batch_size: mini-batch size B (also the direction batch).
-        optimizer: ``sgd``, ``adam`` or ``adamw``.
+        optimizer: a registered optimizer (``losslines.runner.optimizers``): ``sgd``, ``adam``,
+            ``adamw``, or one added with ``register_optimizer``.
         lr: learning rate λ (the base value of the schedule).
         momentum: heavy-ball μ (sgd only).
         nesterov: Nesterov momentum (sgd only; needs ``direction = "step"``).
         weight_decay: L2 / decoupled decay as the optimizer defines it.
         betas: Adam β1, β2.
-        lr_schedule: ``constant``, ``step`` (× ``lr_gamma`` at each of ``lr_milestones``) or
-            ``cosine`` (to 0 over ``steps``).
+        lr_schedule: a registered schedule (``losslines.runner.lr_schedules``): ``constant``,
+            ``step`` (× ``lr_gamma`` at each of ``lr_milestones``) or ``cosine`` (to 0 over
+            ``steps``).
         checkpoint_every: steps between checkpoints (0 = only at the end and on interrupt).
     """
 
     steps: int = 100
     batch_size: int = 128
-    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
+    optimizer: str = "sgd"
     lr: float = 0.1
     momentum: float = 0.0
     nesterov: bool = False
     weight_decay: float = 0.0
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    lr_schedule: Literal["constant", "step", "cosine"] = "constant"
+    lr_schedule: str = "constant"
     lr_milestones: list[int] = field(default_factory=list)
     lr_gamma: float = 0.1
     checkpoint_every: int = 0
@@ -119,7 +121,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class MeasureConfig:
-    """Which steps are measured and how (see DESIGN.md §1).
+    """Which steps are measured and how (docs/design.md, "The measurement").
 
     Attributes:
         direction: ``sgd`` (losslines computes u = −λ·buf itself: the paper's SGD_LS) or
@@ -130,7 +132,7 @@ class MeasureConfig:
         max_enlargements: rings of the same spacing measured when the minimum is on the edge.
         bn: ``batch`` (train-mode statistics over groups of ``bn_group`` samples) or
             ``running`` (eval-mode running statistics).
-        loss: per-sample loss, ``cross_entropy`` or ``mse``.
+        loss: a registered per-sample loss (``losslines.losses``): ``cross_entropy``, ``mse``.
         strategy: evaluation strategy: ``loop`` (one forward per point; fastest on CPU),
             ``vmap`` (``torch.func.vmap`` over chunks of points) or ``auto`` (times both on the
             first line, keeps the faster, records the choice in the store attributes).
@@ -156,7 +158,7 @@ class MeasureConfig:
     max_enlargements: int = 0
     bn: Literal["batch", "running"] = "batch"
     bn_group: int = 128
-    loss: Literal["cross_entropy", "mse"] = "cross_entropy"
+    loss: str = "cross_entropy"
     strategy: Literal["loop", "vmap", "auto"] = "loop"
     max_memory: str = "auto"
     sample_losses: list[str] = field(default_factory=lambda: ["train", "batch"])
@@ -168,7 +170,7 @@ class MeasureConfig:
 
 @dataclass(frozen=True)
 class StoreConfig:
-    """Where and how lines are stored (see DESIGN.md §3)."""
+    """Where and how lines are stored (docs/store-format.md)."""
 
     path: str = "runs/{name}.zarr"
     line_chunk: int = 64
@@ -238,6 +240,30 @@ _RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "store.line_chunk": (lambda v: 1 <= v <= 65536, "in [1, 65536]"),
     "store.sample_block": (lambda v: 1 <= v <= 1 << 20, "in [1, 1048576]"),
     "store.max_queued_lines": (lambda v: 1 <= v <= 4096, "in [1, 4096]"),
+}
+
+
+def _optimizer_names() -> tuple[str, ...]:
+    from losslines.runner.optimizers import optimizer_names
+    return optimizer_names()
+
+
+def _lr_schedule_names() -> tuple[str, ...]:
+    from losslines.runner.lr_schedules import lr_schedule_names
+    return lr_schedule_names()
+
+
+def _loss_names() -> tuple[str, ...]:
+    from losslines.losses import loss_names
+    return loss_names()
+
+
+# Keys whose valid values are the names of a registry (read when a config is parsed, so names
+# registered by the user's own code are valid too).
+_CHOICES: dict[str, typing.Callable[[], tuple[str, ...]]] = {
+    "train.optimizer": _optimizer_names,
+    "train.lr_schedule": _lr_schedule_names,
+    "measure.loss": _loss_names,
 }
 
 
@@ -335,6 +361,9 @@ def _build(cls: type, table: Mapping[str, Any], prefix: str) -> Any:
             kwargs[name] = _build(annotation, value, key + ".")
             continue
         typed = _convert(key, value, annotation)
+        choices = _CHOICES.get(key)
+        if choices is not None and typed not in choices():
+            raise ConfigError(f"config key '{key}': {value!r} is not one of {', '.join(map(repr, choices()))}")
         rule = _RULES.get(key)
         if rule is not None and not rule[0](typed):
             raise ConfigError(f"config key '{key}': {value!r} is impossible; expected {rule[1]}")

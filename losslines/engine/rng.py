@@ -1,0 +1,43 @@
+"""The global random generators as one snapshot: captured, restored, or preserved around a block.
+
+Measuring must consume no randomness of the training run (docs/design.md, "The measurement"),
+and a checkpoint must restore every generator training touches. Both use this one snapshot of
+torch's CPU generator, the generators of initialised CUDA devices, Python's ``random`` and
+NumPy's global generator.
+"""
+
+from __future__ import annotations
+
+import random
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+
+def global_rng_state() -> dict[str, Any]:
+    """Snapshot of the global generators: ``{"torch", "numpy", "python"[, "cuda"]}``."""
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_global_rng_state(state: dict[str, Any]) -> None:
+    """Restore the generators captured by :func:`global_rng_state`."""
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@contextmanager
+def preserved_rng() -> Iterator[None]:
+    """Restore every global generator after the block, whatever it drew."""
+    state = global_rng_state()
+    try:
+        yield
+    finally:
+        set_global_rng_state(state)

@@ -1,0 +1,84 @@
+"""``run(cfg)``: the whole of ``losslines run`` — build the parts, open the store, train, close.
+
+``run(cfg, resume=True)`` continues a stopped run from its last checkpoint so that the store ends
+up exactly as if the run had never stopped.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from losslines.runner.attrs import store_attrs
+from losslines.runner.checkpoint import check_resumable, checkpoint_dir, load_checkpoint
+from losslines.runner.config import RunConfig, config_to_dict
+from losslines.runner.loop import TrainingLoop, restore
+from losslines.runner.parts import build_parts, build_sampler
+from losslines.runner.progress import Progress
+from losslines.store import StoreSink
+
+__all__ = ["RunResult", "run"]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a run did.
+
+    Attributes:
+        store_path: the zarr store written.
+        status: ``complete`` or ``interrupted`` (a checkpoint was saved; resume with ``--resume``).
+        steps: training steps done in total (including those before a resume).
+        lines: lines committed to the store in total.
+        wall_s: wall time of this invocation in seconds.
+    """
+
+    store_path: Path
+    status: str
+    steps: int
+    lines: int
+    wall_s: float
+
+
+def run(cfg: RunConfig, *, resume: bool = False, progress: bool = True, stop_at_step: int | None = None,
+        on_step: Callable[[int], None] | None = None) -> RunResult:
+    """Train on ``cfg`` and measure lines along the update directions into a store.
+
+    Args:
+        cfg: the validated run config.
+        resume: continue from the checkpoint beside the store instead of starting anew.
+        progress: show a progress bar (steps, lines, lines/s, loss) on stderr.
+        stop_at_step: stop (as if interrupted) before this step, after a checkpoint; for tests
+            and for running a study in slices.
+        on_step: called with each step number after the step is taken (tests, monitoring).
+
+    Raises:
+        ValueError / FileNotFoundError / FileExistsError: bad config, missing dataset, a store
+            that already exists (without ``resume``) or a checkpoint of a different config. A
+            refused setting leaves no store behind.
+    """
+    t0 = time.perf_counter()
+    store_path, ckpt_dir, s = cfg.store_path, checkpoint_dir(cfg.store_path), cfg.store
+    if not resume and store_path.exists():
+        raise FileExistsError(f"store {store_path} already exists; pass --resume to continue it or --out for a new path")
+    parts = build_parts(cfg)
+    start = 0
+    if resume:
+        state = load_checkpoint(ckpt_dir)
+        check_resumable(state, config_to_dict(cfg), ckpt_dir)
+        restore(parts, state)
+        start = state.step
+        sink = StoreSink.resume(store_path, at_line=state.committed_lines, max_queued_lines=s.max_queued_lines,
+                                at_direction_line=state.committed_direction_lines if cfg.measure.n_directions else None)
+    else:
+        sink = StoreSink.create(store_path, sample_ids=parts.sample_ids, attrs=store_attrs(parts),
+                                sample_dtype=cfg.measure.sample_dtype, n_directions=cfg.measure.n_directions,
+                                line_chunk=s.line_chunk, sample_block=s.sample_block, capacity=parts.planned_lines,
+                                max_queued_lines=s.max_queued_lines)
+    sampler = build_sampler(parts, sink)  # validates the measurement, then creates / reopens the store
+    loop = TrainingLoop(parts, sampler, sink.writer, checkpoint_dir=ckpt_dir, on_step=on_step,
+                        progress=Progress(progress, total=cfg.train.steps, initial=start, desc=cfg.name))
+    status, steps = loop.run(start, stop_at_step)
+    return RunResult(store_path=store_path, status=status, steps=steps, lines=sink.writer.committed_lines,
+                     wall_s=time.perf_counter() - t0)

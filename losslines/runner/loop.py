@@ -1,0 +1,141 @@
+"""The training loop of ``losslines run``: train, measure the scheduled steps, checkpoint.
+
+One step: the batch of the data order, λ from the schedule, forward and backward of the loss
+record's training loss, the all-directions lines where asked (before the step: the model holds
+θ_t), then the optimizer step inside ``sampler.measure`` (which records the line of a scheduled
+step). A checkpoint (``runner.checkpoint.TrainingState``) is the loop's whole state between two
+steps; ``TrainingLoop.restore`` puts a run back into it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from losslines.engine import LineSampler
+from losslines.engine.all_directions import measure_all_directions
+from losslines.engine.rng import global_rng_state, set_global_rng_state
+from losslines.runner.checkpoint import TrainingState, save_checkpoint
+from losslines.runner.config import config_to_dict
+from losslines.runner.lr_schedules import lr_at
+from losslines.runner.parts import RunParts
+from losslines.runner.progress import Progress
+from losslines.runner.seeds import directions_seed
+from losslines.runner.signals import InterruptBetweenSteps
+from losslines.store import StoreWriter
+
+
+def restore(parts: RunParts, state: TrainingState) -> None:
+    """Put the model, the optimizer, the data order and the global generators back into ``state``."""
+    parts.model.load_state_dict(state.model)
+    parts.stepper.load_state_dict(state.stepper)
+    parts.order.load_state_dict({"epoch_order": state.epoch_order, "generators": state.generators})
+    set_global_rng_state(state.global_rng)
+
+
+class TrainingLoop:
+    """Runs steps ``[start, cfg.train.steps)`` of a built run into ``writer`` (see the module docstring).
+
+    Args:
+        parts: the run's parts.
+        sampler: the measurement hook, emitting into ``writer``'s store.
+        writer: the store's writer (flushed before each checkpoint, closed at the end).
+        checkpoint_dir: where checkpoints go.
+        progress: the progress bar / log.
+        on_step: called with each step number after the step is taken (tests, monitoring).
+    """
+
+    def __init__(self, parts: RunParts, sampler: LineSampler, writer: StoreWriter, *, checkpoint_dir: Path,
+                 progress: Progress, on_step: Callable[[int], None] | None = None):
+        self.parts, self.sampler, self.writer = parts, sampler, writer
+        self.checkpoint_dir, self.progress, self.on_step = checkpoint_dir, progress, on_step
+        self._config = config_to_dict(parts.cfg)
+        self._directions_at = frozenset(parts.cfg.measure.directions_at)
+        self._strategy_recorded = False  # a resumed run times `auto` again and records it again
+
+    def state(self, next_step: int) -> TrainingState:
+        """The run's state between steps (before ``next_step``), with the store's committed lines."""
+        p, w = self.parts, self.writer
+        order = p.order.state_dict()
+        return TrainingState(
+            step=next_step, committed_lines=w.committed_lines, epoch=next_step // p.order.steps_per_epoch,
+            epoch_order=order["epoch_order"], model=p.model.state_dict(), stepper=p.stepper.state_dict(),
+            generators=order["generators"], global_rng=global_rng_state(), config=self._config,
+            committed_direction_lines=w.committed_direction_lines if p.cfg.measure.n_directions else 0)
+
+    def checkpoint(self, next_step: int) -> None:
+        """Commit every queued line, then save the state (atomically replacing the last one)."""
+        self.writer.flush()
+        save_checkpoint(self.checkpoint_dir, self.state(next_step))
+
+    def run(self, start: int, stop_at_step: int | None = None) -> tuple[str, int]:
+        """Train from step ``start``; return ``(status, step)``: ``"complete"`` and the number of
+        steps, or ``"interrupted"`` and the step before which the run stopped (Ctrl-C or
+        ``stop_at_step``; the store is closed ``failed`` with a reason saying how to resume)."""
+        total = self.parts.cfg.train.steps
+        step, between_steps = start, True
+        with self.writer, InterruptBetweenSteps() as interrupt:
+            try:
+                for step in range(start, total):
+                    between_steps = True
+                    if interrupt.requested or (stop_at_step is not None and step >= stop_at_step):
+                        raise KeyboardInterrupt
+                    between_steps = False
+                    self._step(step)
+                    if self._checkpoint_due(step + 1):
+                        self.checkpoint(step + 1)
+                    between_steps = True
+            except KeyboardInterrupt:
+                if between_steps:  # the state is consistent: checkpoint it
+                    self.checkpoint(step)
+                    self.writer.close(status="failed", reason=f"interrupted before step {step}; continue with --resume")
+                else:  # a second Ctrl-C inside a step: the last periodic checkpoint stays the one to resume
+                    self.writer.close(status="failed", reason=f"aborted during step {step}; --resume continues "
+                                                              "from the last checkpoint")
+                return "interrupted", step
+            finally:
+                self.progress.close()
+            self.checkpoint(total)
+        return "complete", total
+
+    def _checkpoint_due(self, next_step: int) -> bool:
+        every = self.parts.cfg.train.checkpoint_every
+        return bool(every) and next_step % every == 0 and next_step < self.parts.cfg.train.steps
+
+    def _step(self, step: int) -> None:
+        p, sampler = self.parts, self.sampler
+        batch = p.order.batch(step)
+        lr = lr_at(p.cfg.train, step)
+        p.stepper.set_lr(lr)
+        p.model.train()
+        p.stepper.zero_grad()
+        loss = p.loss.training_loss(p.model(batch.inputs), batch.targets)
+        loss.backward()
+        train_ids = p.dataset.train.ids
+        if step in self._directions_at:  # before the step: the model holds θ_t
+            m = p.cfg.measure
+            self.writer.append_directions(measure_all_directions(
+                sampler, step, epoch=batch.epoch, lr=lr, train=p.train, train_ids=train_ids,
+                batch_size=p.cfg.train.batch_size, count=m.n_directions, seed=directions_seed(p.cfg.seed, step),
+                loss=p.loss))
+        measured = sampler.should_measure(step)
+        with sampler.measure(step, p.stepper.source, batch=(batch.inputs, batch.targets),
+                             batch_ids=train_ids[batch.indices].numpy(), epoch=batch.epoch):
+            p.stepper.step()
+        if measured:
+            self._record_strategy()
+        if self.on_step is not None:
+            self.on_step(step)
+        self.progress.step(measured=measured, lines=self.writer.committed_lines + self.writer.pending_lines, loss=loss)
+
+    def _record_strategy(self) -> None:
+        """Once per invocation: the evaluation strategy in the store attributes (and auto's choice in the log)."""
+        report = self.sampler.strategy_report
+        if self._strategy_recorded or report is None:
+            return
+        attrs = report.as_attrs()
+        self.writer.update_attrs({"strategy_report": attrs})
+        self._strategy_recorded = True
+        if attrs["requested"] == "auto":
+            timings = ", ".join(f"{k} {v * 1e3:.2f} ms/point" for k, v in attrs["seconds_per_point"].items())
+            self.progress.log(f"strategy auto chose {attrs['chosen']} ({timings})")
