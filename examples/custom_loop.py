@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 import losslines
 from losslines.engine import LineSampler, Schedule, make_grid
-from losslines.store import StoreWriter
+from losslines.store import StoreSink
 
 
 def main(argv=None) -> None:
@@ -33,18 +33,18 @@ def main(argv=None) -> None:
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     batch_size = 64
 
-    grid = make_grid(args.spacing, 0.5)
+    # The store is created when the sampler opens the sink, after every setting is validated, with
+    # the layout of the sampler's records (grid, splits, batch slots).
+    sink = StoreSink.create(
+        args.out, sample_ids={"train": data.train.ids.numpy(), "val": data.val.ids.numpy()},
+        attrs={"semantics": {"direction": "step", "optimizer": "adam", "bn": "batch"}}, sample_dtype="float16",
+    )
     sampler = LineSampler(
-        model, grid=grid, schedule=Schedule.every(args.every),
+        model, grid=make_grid(args.spacing, 0.5), schedule=Schedule.every(args.every),
         train=(data.train.inputs, data.train.targets), val=(data.val.inputs, data.val.targets),
-        bn="batch", bn_group=batch_size, batch_size=batch_size,
+        bn="batch", bn_group=batch_size, batch_size=batch_size, sink=sink,
     )
-    writer = StoreWriter.create(
-        args.out, sampler.layout(sample_dtype="float16"), positions=grid.positions,
-        sample_ids={"train": data.train.ids.numpy(), "val": data.val.ids.numpy()},
-        attrs={"semantics": {"direction": "step", "optimizer": "adam", "bn": "batch"}},
-    )
-    sampler.sink = writer.append
+    writer = sink.writer
 
     order = torch.Generator().manual_seed(1)
     with writer:

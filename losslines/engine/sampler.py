@@ -296,7 +296,7 @@ class LineSampler:
         slope, norm = record["batch"].slope0, record.direction_norm
         if sgd_slope_mismatch(slope, norm):
             raise RuntimeError(
-                f"plain-SGD check failed at step {int(record['step'])}: slope0_batch = {slope:.6g} but "
+                f"plain-SGD check failed at step {record.step}: slope0_batch = {slope:.6g} but "
                 f"-‖g‖ = {-norm:.6g}; the measured batch loss is not the loss that was differentiated "
                 "(dropout or other randomness in training, a different loss or regulariser, gradient "
                 "accumulation, a different BatchNorm mode). Pass check_sgd_slope=False if intended."

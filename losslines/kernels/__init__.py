@@ -79,12 +79,19 @@ def backend_is_automatic(name: str, outputs: Tensor) -> bool:
 
 
 def resolve_backend(backend: str, outputs: Tensor) -> Backend:
-    """The registered ``Backend`` named ``backend``, checked to be available for ``outputs``.
+    """The registered ``Backend`` named ``backend``, checked to be available for ``outputs``;
+    for ``"auto"``, the first entry of ``AUTO_ORDER`` that is automatic for them (whether a given
+    loss has a kernel there is ``losslines.losses.select_kernel``'s question).
 
     Raises:
         ValueError: unknown name (the message lists valid names), or a backend that is not
             available for these outputs.
     """
+    if backend == "auto":
+        for name in AUTO_ORDER:
+            if backend_is_automatic(name, outputs):
+                return _BACKENDS[name]
+        raise ValueError(f"no loss backend is automatic for {outputs.device} {outputs.dtype} outputs")
     if backend not in _BACKENDS:
         raise ValueError(f"unknown loss backend {backend!r}; valid backends: {', '.join(backend_names())}")
     entry = _BACKENDS[backend]

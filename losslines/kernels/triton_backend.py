@@ -117,7 +117,7 @@ def _checked(rows: Tensor, targets: Tensor) -> None:
         raise ValueError(f"the triton loss backend cannot reduce {rows.device} {rows.dtype} outputs "
                          f"(requires_grad={rows.requires_grad}); it needs {TRITON_REQUIREMENT}")
     if targets.device != rows.device:
-        raise ValueError(f"targets are on {targets.device} but outputs on {rows.device}; move them together")
+        raise ValueError(f"targets are on {targets.device} but logits on {rows.device}; move them together")
     if not targets.is_floating_point():
         _check_class_indices(targets, rows.shape[1])
 

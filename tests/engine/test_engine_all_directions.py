@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from losslines.engine.all_directions import batch_gradient, draw_batches, stack_records
+from losslines.engine.all_directions import batch_gradient, draw_direction_batches
 from losslines.runner.driver import run
 from losslines.store import open_store
 
@@ -33,17 +33,11 @@ def test_batch_gradient_equals_autograd_on_a_copy_and_leaves_the_model_alone(tin
     assert torch.equal(torch.get_rng_state(), rng)
 
 
-def test_draw_batches_is_seeded_and_without_repeats():
-    a, b = draw_batches(50, 8, 3, seed=1), draw_batches(50, 8, 3, seed=1)
+def test_draw_direction_batches_is_seeded_and_without_repeats():
+    a, b = draw_direction_batches(50, 8, 3, seed=1), draw_direction_batches(50, 8, 3, seed=1)
     assert all(torch.equal(u, v) for u, v in zip(a, b))
     assert all(u.unique().numel() == 8 for u in a)
     assert not torch.equal(a[0], a[1])
-
-
-def test_stack_records_keeps_position_scalars():
-    recs = [{"step": np.int64(3), "lr": np.float32(0.1), "loss_train": np.arange(4.0) + i} for i in range(2)]
-    out = stack_records(recs)
-    assert out["step"].shape == () and out["loss_train"].shape == (2, 4)
 
 
 def test_run_with_all_directions_leaves_training_bit_identical(tmp_path, tiny_config):

@@ -141,4 +141,4 @@ def test_sampler_with_auto_reports_one_decision_for_all_splits(tiny):
     assert report.rows == 16  # timed on the train split's first BatchNorm group
     assert all(ev.strategy_report is report for ev in sampler.evaluators.values())
     (record,) = sampler.records
-    assert np.isfinite(record["loss_batch"]).all() and np.isfinite(record["loss_val"]).all()
+    assert np.isfinite(record["batch"].loss).all() and np.isfinite(record["val"].loss).all()

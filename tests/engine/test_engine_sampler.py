@@ -1,4 +1,5 @@
-"""LineSampler: records match the store schema, training is bit-identical with and without it."""
+"""LineSampler: typed records of its shape that map onto the store schema; training is
+bit-identical with and without it."""
 
 import contextlib
 import copy
@@ -15,7 +16,8 @@ from losslines.engine.evaluator import measure_line
 from losslines.engine.grid import make_grid
 from losslines.engine.sampler import LineSampler
 from losslines.engine.schedule import Schedule
-from losslines.store.schema import line_specs
+from losslines.records import LineRecord, LineShape
+from losslines.store.schema import StoreLayout, line_specs, record_arrays
 
 GRID = make_grid(0.1, 0.5)  # 11 points
 
@@ -35,22 +37,31 @@ def sgd_step_with_sampler(tiny, sampler_kwargs=None, *, momentum=0.0, loss_fn=F.
     return model, sampler, (x, y, xv, yv, xb, yb)
 
 
-def test_record_matches_the_store_schema(tiny):
+def test_record_has_the_sampler_shape_and_maps_onto_the_store_schema(tiny):
     model, sampler, _ = sgd_step_with_sampler(tiny)
     (record,) = sampler.records
-    specs = line_specs(sampler.layout(sample_dtype="float32"))
-    assert set(record) == {s.name for s in specs}
-    sizes = sampler.layout().dim_sizes()
+    shape = sampler.shape
+    assert isinstance(record, LineRecord) and isinstance(shape, LineShape)
+    assert dict(shape.n_samples) == {"train": 40, "val": 24, "batch": 16} and shape.n_points == 11
+    assert record.step == 0 and record.epoch == 3 and record.lr == 0.1
+    np.testing.assert_array_equal(record.batch_ids, np.arange(100, 116))
+    for split, n in shape.n_samples.items():
+        line = record[split]
+        assert line.loss.shape == line.accuracy.shape == (11,) and line.loss.dtype == np.float64, split
+        assert line.sample_loss.shape == (11, n) and line.sample_loss.dtype == np.float32, split
+        assert line.sample_slope0.shape == (n,) and np.isfinite(line.sample_slope0).all(), split
+        np.testing.assert_allclose(line.sample_loss.mean(axis=1), line.loss, rtol=1e-5)
+        assert line.slope0 == pytest.approx(line.sample_slope0.mean(), rel=1e-9, abs=1e-12)
+    assert np.isfinite(record["train"].loss).all() and np.isfinite(record["val"].accuracy).all()
+    # the store's mapping of this record is exactly the format's per-line arrays, in their shapes
+    layout = StoreLayout.from_shape(shape, sample_dtype="float32")
+    arrays = record_arrays(record, layout)
+    specs = line_specs(layout)
+    assert set(arrays) == {s.name for s in specs}
+    sizes = layout.dim_sizes()
     for spec in specs:
-        value = record[spec.name]
-        assert isinstance(value, np.ndarray) and value.dtype == spec.dtype, spec.name
-        assert value.shape == tuple(sizes[d] for d in spec.dims[1:]), spec.name
-    assert record["step"] == 0 and record["epoch"] == 3 and record["lr"] == np.float32(0.1)
-    np.testing.assert_array_equal(record["batch_ids"], np.arange(100, 116))
-    assert record["sample_loss_train"].shape == (11, 40) and record["sample_loss_batch"].shape == (11, 16)
-    for split in ("train", "val", "batch"):
-        np.testing.assert_allclose(record[f"sample_loss_{split}"].mean(axis=1), record[f"loss_{split}"], rtol=1e-5)
-    assert np.isfinite(record["loss_train"]).all() and np.isfinite(record["acc_val"]).all()
+        assert np.shape(arrays[spec.name]) == tuple(sizes[d] for d in spec.dims[1:]), spec.name
+        assert np.can_cast(np.asarray(arrays[spec.name]).dtype, spec.dtype, "same_kind"), spec.name
 
 
 def test_lines_are_measured_at_theta_t_along_the_step(tiny):
@@ -64,18 +75,18 @@ def test_lines_are_measured_at_theta_t_along_the_step(tiny):
     start.train()
     with torch.no_grad():
         start(xb)
-    pos = np.append(GRID.positions, record["update_step"])
+    pos = np.append(GRID.positions, record.update_step)
     m = measure_line(start, x, y, u, pos, bn="batch", bn_group=16)
-    np.testing.assert_allclose(record["loss_train"], m.loss[:-1], rtol=1e-5)
-    assert record["loss_at_update_train"] == pytest.approx(m.loss[-1], rel=1e-5)
-    assert record["slope0_train"] == pytest.approx(m.slope0, rel=1e-4, abs=1e-6)
-    assert record["update_step"] == pytest.approx(0.1 * record["direction_norm"], rel=1e-6)
+    np.testing.assert_allclose(record["train"].loss, m.loss[:-1], rtol=1e-5)
+    assert record["train"].loss_at_update == pytest.approx(m.loss[-1], rel=1e-5)
+    assert record["train"].slope0 == pytest.approx(m.slope0, rel=1e-4, abs=1e-6)
+    assert record.update_step == pytest.approx(0.1 * record.direction_norm, rel=1e-6)
 
 
 def test_plain_sgd_batch_slope_is_minus_the_gradient_norm(tiny):
     _, sampler, _ = sgd_step_with_sampler(tiny, {"check_sgd_slope": False})
     (record,) = sampler.records
-    assert float(record["slope0_batch"]) == pytest.approx(-float(record["direction_norm"]), rel=1e-5)
+    assert record["batch"].slope0 == pytest.approx(-record.direction_norm, rel=1e-5)
 
 
 def test_sgd_slope_check_fires_when_the_trained_loss_differs(tiny):
@@ -98,9 +109,9 @@ def test_off_schedule_steps_only_run_the_block(tiny):
         with sampler.measure(step, opt, batch=(x[:8], y[:8])):
             opt.step()
             ran.append(step)
-    assert ran == [0, 1, 2] and [int(r["step"]) for r in sampler.records] == [1]
+    assert ran == [0, 1, 2] and [r.step for r in sampler.records] == [1]
     assert sampler.should_measure(1) and not sampler.should_measure(2)
-    assert "loss_val" not in sampler.records[0] and (sampler.records[0]["batch_ids"] == -1).all()
+    assert "val" not in sampler.records[0].splits and (sampler.records[0].batch_ids == -1).all()
 
 
 def test_an_error_in_the_block_propagates_and_emits_nothing(tiny):
@@ -126,9 +137,10 @@ def test_smaller_batches_are_padded(tiny):
     with sampler.measure(0, opt, batch=(x[:10], y[:10]), batch_ids=np.arange(10)):
         opt.step()
     (record,) = sampler.records
-    assert np.isnan(record["sample_loss_batch"][:, 10:]).all() and np.isfinite(record["sample_loss_batch"][:, :10]).all()
-    np.testing.assert_array_equal(record["batch_ids"], list(range(10)) + [-1, -1])
-    assert "sample_loss_train" not in record
+    batch = record["batch"].sample_loss
+    assert np.isnan(batch[:, 10:]).all() and np.isfinite(batch[:, :10]).all()
+    np.testing.assert_array_equal(record.batch_ids, list(range(10)) + [-1, -1])
+    assert record["train"].sample_loss is None
 
 
 def test_bad_sampler_arguments(tiny):
@@ -138,7 +150,7 @@ def test_bad_sampler_arguments(tiny):
         LineSampler(model, grid=GRID, schedule=Schedule.every(), train=(x, y), bn_group=8, sample_losses=("val",))
     sampler = LineSampler(model, grid=GRID, schedule=Schedule.every(), train=(x, y), bn_group=8)
     with pytest.raises(ValueError, match="batch_size"):
-        sampler.layout()
+        sampler.shape
     with pytest.raises(ValueError, match="no batch"):
         with sampler.measure(0, torch.optim.SGD(model.parameters(), lr=0.1)):
             pass
@@ -179,12 +191,12 @@ def test_enlargement_rings_follow_the_minimum(tiny):
     with sampler.measure(0, source):
         source.step()
     (record,) = sampler.records
-    loss = record["loss_train"]
+    loss = record["train"].loss
     measured = grid.measured_mask(2)  # ring 1 (edge ±4) had its minimum on the edge, ring 2 (±6) not
     assert np.isfinite(loss[measured]).all() and np.isnan(loss[~measured]).all()
-    assert np.isnan(record["sample_loss_train"][~measured]).all()
+    assert np.isnan(record["train"].sample_loss[~measured]).all()
     assert int(np.nanargmin(loss)) == grid.zero_index + 5
-    assert np.isnan(record["acc_train"]).all()  # regression: no accuracy
+    assert np.isnan(record["train"].accuracy).all()  # regression: no accuracy
 
 
 def run_training(tiny, sample: bool, steps: int = 10):
@@ -218,7 +230,7 @@ def test_training_is_bit_identical_with_and_without_sampling(tiny):
     assert len(sampler.records) == 10
     for (name, a), b in zip(plain.state_dict().items(), sampled.state_dict().values()):
         assert torch.equal(a, b), name
-    assert np.isfinite(sampler.records[-1]["loss_train"]).all()
+    assert np.isfinite(sampler.records[-1]["train"].loss).all()
 
 
 def test_diverged_line_does_not_trigger_enlargement(tiny):

@@ -23,8 +23,7 @@ import torch.nn.functional as F  # noqa: E402
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from losslines.kernels import reduce_loss  # noqa: E402
-from losslines.kernels.triton_backend import reduce_loss_triton  # noqa: E402
+from losslines.losses import reduce_loss  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 # with CUDA this oracle table runs the compiled kernels, so `pytest -m gpu` (bench/gpu_check.sh) runs it
@@ -127,9 +126,9 @@ def test_layouts_give_identical_results(relayout, assert_same_layouts):
     g = torch.Generator().manual_seed(3)
     logits = (torch.randn(3 * 11, 37, generator=g) * 10).to(DEVICE)
     targets = torch.randint(0, 37, (33,), generator=g).to(DEVICE)
-    base = reduce_loss_triton(logits, targets, lines=3)
+    base = reduce_loss(logits, targets, lines=3, backend="triton")
     for layout in LAYOUTS[1:]:
-        red = reduce_loss_triton(relayout(logits, layout), relayout(targets, layout), lines=3)
+        red = reduce_loss(relayout(logits, layout), relayout(targets, layout), lines=3, backend="triton")
         assert_same_layouts(red.sample_loss, base.sample_loss)
         assert_same_layouts(red.line_sum, base.line_sum)
         assert torch.equal(red.correct, base.correct)
@@ -169,7 +168,7 @@ def test_int32_targets_and_bfloat16_agree_with_torch_in_bfloat16():
 
 
 def test_no_samples_give_zero_sums():
-    red = reduce_loss_triton(torch.empty(0, 5, device=DEVICE), torch.empty(0, dtype=torch.int64, device=DEVICE), lines=2)
+    red = reduce_loss(torch.empty(0, 5, device=DEVICE), torch.empty(0, dtype=torch.int64, device=DEVICE), lines=2, backend="triton")
     assert red.sample_loss.shape == (0,) and red.line_sum.tolist() == [0.0, 0.0] and red.correct.tolist() == [0, 0]
 
 

@@ -23,7 +23,8 @@ pytest.importorskip("triton")
 
 from torch.autograd import forward_ad  # noqa: E402
 
-from losslines.kernels import AUTO_ORDER, backend_names, reduce_loss, resolve_backend  # noqa: E402
+from losslines.kernels import AUTO_ORDER, backend_names, resolve_backend  # noqa: E402
+from losslines.losses import reduce_loss  # noqa: E402
 from losslines.kernels.triton_backend import triton_available, triton_mode  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -95,7 +96,7 @@ def test_a_compiled_process_refuses_cpu_logits_and_the_kernels_compile_without_a
     # compiled path's only check on CPU-only machines
     out = run_python("""
         import sys, torch
-        from losslines.kernels import reduce_loss
+        from losslines.losses import reduce_loss
         red = reduce_loss(torch.randn(6, 3), torch.tensor([0, 1, 2, 0, 1, 2]), lines=2)
         assert "triton" not in sys.modules, "CPU dispatch imported triton"
         try:
@@ -134,7 +135,7 @@ def test_triton_imported_before_the_interpreter_was_requested_is_a_loud_error():
     out = run_python("""
         import os, torch, triton
         os.environ["TRITON_INTERPRET"] = "1"  # too late: triton's library is already compiled-mode
-        from losslines.kernels import reduce_loss
+        from losslines.losses import reduce_loss
         try:
             reduce_loss(torch.randn(6, 3), torch.tensor([0, 1, 2, 0, 1, 2]), backend="triton")
         except RuntimeError as err:
@@ -148,7 +149,8 @@ def test_without_triton_the_package_imports_and_auto_uses_torch():
     out = run_python("""
         import sys, torch
         sys.modules["triton"] = None  # import triton -> ImportError
-        from losslines.kernels import reduce_loss, resolve_backend
+        from losslines.kernels import resolve_backend
+        from losslines.losses import reduce_loss
         assert resolve_backend("auto", torch.randn(2, 3)).name == "torch"
         try:
             resolve_backend("triton", torch.randn(2, 3))

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from losslines.kernels import reduce_loss
+from losslines.losses import reduce_loss
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 

@@ -20,7 +20,7 @@ import torch.nn.functional as F  # noqa: E402
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from losslines.kernels import reduce_loss  # noqa: E402
+from losslines.losses import reduce_loss  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 # with CUDA this oracle table runs the compiled kernels, so `pytest -m gpu` (bench/gpu_check.sh) runs it
