@@ -20,7 +20,7 @@ setup(
     "stream it to zarr, analyse it out of core.",
     long_description=(HERE / "README.md").read_text(),
     long_description_content_type="text/markdown",
-    python_requires=">=3.10",
+    python_requires=">=3.11",  # tomllib (losslines/runner/config.py)
     packages=find_packages(include=["losslines", "losslines.*"]),
     install_requires=[
         "torch>=2.4",

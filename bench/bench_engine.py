@@ -1,4 +1,4 @@
-"""Engine throughput against the reference baseline and the forward bound, in one run (DESIGN §5).
+"""Engine throughput against the reference baseline and the forward bound, in one run (docs/design.md, "Where the numbers come from").
 
     pytest bench/ --benchmark-enable                      # small CPU sizes, a few minutes
     LOSSLINES_BENCH_SAMPLES=4000 LOSSLINES_BENCH_POINTS=167 LOSSLINES_BENCH_DEVICE=cuda \\

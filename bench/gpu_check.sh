@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check (DESIGN §5): on a machine with a CUDA GPU and losslines installed, run the
+# The GPU check (docs/design.md, "Where the numbers come from"): on a machine with a CUDA GPU and losslines installed, run the
 # gpu-marked tests (the compiled Triton kernels against their torch references, vmap vs loop on
 # CUDA) and the GPU benchmark (bench/gpu_bench.py: ResNet-20, 4,000 CIFAR-shaped samples, 167
 # points; loop vs vmap vs vmap+Triton), all within 8 minutes, and write gpu_check.json to $OUT

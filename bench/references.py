@@ -1,4 +1,4 @@
-"""The two references every engine benchmark is compared with, in the same run (DESIGN §5).
+"""The two references every engine benchmark is compared with, in the same run (docs/design.md, "Where the numbers come from").
 
 * ``reference_baseline``: the original algorithm, re-implemented faithfully — the points one
   after another, the model's parameters moved **in place** from point to point with

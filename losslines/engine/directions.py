@@ -1,4 +1,4 @@
-"""Where a line points: the update ``u = θ_{t+1} − θ_t`` of one training step (DESIGN §1).
+"""Where a line points: the update ``u = θ_{t+1} − θ_t`` of one training step (docs/design.md, "The measurement").
 
 A direction source implements two hooks around the training step of a measured line:
 ``begin()`` (snapshot θ_t, returned to the caller) and ``end()`` (after the step: the

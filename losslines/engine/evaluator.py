@@ -1,4 +1,4 @@
-"""Exact loss lines: per-sample losses at many step sizes along one direction (DESIGN §1–2).
+"""Exact loss lines: per-sample losses at many step sizes along one direction (docs/design.md, "The measurement").
 
 For a model with parameters θ_t, a direction u and positions ``s_1..s_K`` (Euclidean distances
 along û = u/‖u‖), ``LineEvaluator.measure`` returns every per-sample loss ``ℓ_i(θ_t + s_j·û)``

@@ -1,4 +1,4 @@
-"""The fixed grid of step sizes every line is measured on (DESIGN §1, "Grid").
+"""The fixed grid of step sizes every line is measured on (docs/design.md, "The measurement": grid).
 
 Positions are ``s_i = spacing * i`` for integers ``i`` with ``|s_i| <= half_width`` — the core —
 extended by up to ``max_enlargements`` enlargement rings. Each position is computed as one

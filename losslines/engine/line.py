@@ -1,4 +1,4 @@
-"""One line through parameter space, ``θ(s) = θ_t + s·û``, as a pure function of s (DESIGN §1).
+"""One line through parameter space, ``θ(s) = θ_t + s·û``, as a pure function of s (docs/design.md, "The measurement").
 
 ``LinePoints`` binds a model to θ_t and the unit direction û and evaluates the model at any s with
 ``torch.func.functional_call``: every point is built from the pristine θ_t, never by moving the

@@ -1,4 +1,4 @@
-"""Memory budgets: how many samples and points one forward may hold (DESIGN §2).
+"""Memory budgets: how many samples and points one forward may hold (docs/design.md, "Architecture").
 
 Chunk sizes come from a budget in bytes (``measure.max_memory``), never from constants:
 

@@ -1,4 +1,4 @@
-"""Which training steps get a measured line (DESIGN §1, "Schedules").
+"""Which training steps get a measured line (docs/design.md, "The measurement": schedules).
 
 Kinds (``Schedule.kind``):
 

@@ -1,4 +1,4 @@
-"""Evaluation strategies: how the model outputs of a chunk of points are computed (DESIGN §2).
+"""Evaluation strategies: how the model outputs of a chunk of points are computed (docs/design.md, "Architecture").
 
 A strategy implements one method, ``outputs(line, positions, x) -> [k, n, ...]``: the model
 outputs at ``k`` positions for one chunk of inputs, and says how many points one call may take

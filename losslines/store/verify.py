@@ -5,7 +5,7 @@ Two kinds of checks, both read blockwise (bounded memory, no torch):
 * **Format**: every array the layout implies exists with the dimension names and dtype of
   :mod:`losslines.store.schema`, no array is unknown, per-line arrays hold at least
   ``committed_lines`` lines, the grid is strictly increasing with 0 on it.
-* **Invariants** of DESIGN.md §1 on the committed lines: ``update_step = lr · direction_norm``;
+* **Invariants** of docs/design.md ("The measurement") on the committed lines: ``update_step = lr · direction_norm``;
   the full-batch mean equals the mean of the stored per-sample losses (within the rounding of
   their dtype); the losses at s = 0 are finite; ``batch_ids`` are valid; for the paper's own
   plain-SGD direction (no momentum, no weight decay, batch measured in train-mode BatchNorm)

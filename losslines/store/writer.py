@@ -6,7 +6,7 @@ call that made it and the caller may reuse its buffers. The queue between the tw
 bounded (``append`` blocks when ``max_queued_lines`` lines wait), so memory never grows with
 the run length.
 
-Commit protocol (DESIGN.md §3): per-sample arrays are written as each line arrives (their
+Commit protocol (docs/store-format.md, "Commit protocol"): per-sample arrays are written as each line arrives (their
 chunks hold one line); the small per-line arrays are buffered and written a whole line-chunk
 at a time; only after a block's data is on disk does the group attribute ``committed_lines``
 advance. ``flush()`` writes a partial chunk and commits it (before a checkpoint). A crash
