@@ -26,6 +26,7 @@ Layout: the outputs of ``lines`` points over the same ``n`` samples are stacked 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
@@ -220,13 +221,18 @@ def _mse_targets(targets: Tensor, dtype: torch.dtype, device: torch.device) -> t
     if _class_indices(targets):
         return targets.to(device=device, dtype=torch.int64), True
     if targets.is_floating_point():
-        return targets.reshape(targets.shape[0], -1).to(device=device, dtype=dtype), False
+        return _flat(targets).to(device=device, dtype=dtype), False
     raise ValueError(f"mse targets must be floats [N] / [N, C] or integer class indices [N], got "
                      f"{targets.dtype} {tuple(targets.shape)}")
 
 
+def _flat(t: Tensor) -> Tensor:
+    """``[R, ...]`` as ``[R, prod(...)]`` (``[R]`` as ``[R, 1]``), also for R = 0."""
+    return t.reshape(t.shape[0], math.prod(t.shape[1:]))
+
+
 def _mse_rows(outputs: Tensor) -> Tensor:
-    return outputs.reshape(outputs.shape[0], -1)
+    return _flat(outputs)
 
 
 def _mse_check(rows: Tensor, targets: Tensor) -> None:
@@ -239,7 +245,7 @@ def _mse_check(rows: Tensor, targets: Tensor) -> None:
 
 def _mse_training(outputs: Tensor, targets: Tensor) -> Tensor:
     if targets.is_floating_point():
-        return F.mse_loss(outputs.reshape(outputs.shape[0], -1), targets.reshape(targets.shape[0], -1))
+        return F.mse_loss(_flat(outputs), _flat(targets))
     # class indices: squared error against one-hot vectors, as the measurement defines it
     return F.mse_loss(outputs, F.one_hot(targets, outputs.shape[-1]).to(outputs.dtype))
 

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import copy
+
+import random
+
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -56,6 +62,71 @@ def data() -> tuple[torch.Tensor, torch.Tensor]:
     return make_data(48)
 
 
+def float64_line(model, x, y, direction, positions, bn, bn_group):
+    """The oracle of every strategy: a plain float64 loop on a deep copy, parameters set by hand
+    (θ_t + s·û), BatchNorm mode set on the copy, per-group train-mode statistics; the slope at 0
+    by reverse mode. Returns ``(sample losses [K, N], slope0)``."""
+    ref = copy.deepcopy(model).double()
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    norm = torch.sqrt(sum((direction[n].double() ** 2).sum() for n in names))
+    uhat = {n: direction[n].double() / norm for n in names}
+    theta = {n: p.detach().double().clone() for n, p in ref.named_parameters()}
+    x, groups = x.double(), []
+    losses = []
+    for s in positions:
+        with torch.no_grad():
+            for n, p in ref.named_parameters():
+                p.copy_(theta[n] + float(s) * uhat[n] if n in uhat else theta[n])
+            if bn == "running":
+                ref.eval()
+                losses.append(F.cross_entropy(ref(x), y, reduction="none"))
+            else:
+                ref.train()  # momentum is irrelevant: the copy's buffers are thrown away
+                groups = range(0, x.shape[0], bn_group)
+                losses.append(torch.cat([F.cross_entropy(ref(x[i:i + bn_group]), y[i:i + bn_group], reduction="none")
+                                         for i in groups]))
+    # slope at 0 by reverse mode on the copy: ∇L(θ_t) · û
+    with torch.no_grad():
+        for n, p in ref.named_parameters():
+            p.copy_(theta[n])
+    ref.zero_grad()
+    if bn == "running":
+        ref.eval()
+        total = F.cross_entropy(ref(x), y, reduction="sum")
+    else:
+        ref.train()
+        total = sum(F.cross_entropy(ref(x[i:i + bn_group]), y[i:i + bn_group], reduction="sum")
+                    for i in range(0, x.shape[0], bn_group))
+    (total / x.shape[0]).backward()
+    params = dict(ref.named_parameters())
+    slope = sum((params[n].grad * uhat[n]).sum() for n in names).item()
+    return torch.stack(losses).numpy(), slope
+
+
+def snapshot(model: nn.Module) -> dict:
+    return {
+        "state": {k: v.clone() for k, v in model.state_dict(keep_vars=True).items()},
+        "ptrs": {k: v.data_ptr() for k, v in model.state_dict(keep_vars=True).items()},
+        "requires_grad": [p.requires_grad for p in model.parameters()],
+        "grads": [None if p.grad is None else p.grad.clone() for p in model.parameters()],
+        "training": [m.training for m in model.modules()],
+        "rng": (torch.get_rng_state(), random.getstate(), np.random.get_state()[1].copy()),
+    }
+
+
+def assert_same(before: dict, after: dict) -> None:
+    assert before["state"].keys() == after["state"].keys()
+    for k, v in before["state"].items():
+        w = after["state"][k]
+        assert v.dtype == w.dtype and torch.equal(v, w), k  # bit-identical
+    assert before["ptrs"] == after["ptrs"]
+    assert before["requires_grad"] == after["requires_grad"] and before["training"] == after["training"]
+    for a, b in zip(before["grads"], after["grads"]):
+        assert (a is None and b is None) or torch.equal(a, b)
+    assert torch.equal(before["rng"][0], after["rng"][0]) and before["rng"][1] == after["rng"][1]
+    np.testing.assert_array_equal(before["rng"][2], after["rng"][2])
+
+
 class _Tiny:
     """Factories for the tests (a fixture, because test modules cannot import a conftest safely)."""
 
@@ -63,6 +134,9 @@ class _Tiny:
     make_cnn = staticmethod(make_cnn)
     make_data = staticmethod(make_data)
     random_direction = staticmethod(random_direction)
+    float64_line = staticmethod(float64_line)
+    snapshot = staticmethod(snapshot)
+    assert_same = staticmethod(assert_same)
 
 
 @pytest.fixture

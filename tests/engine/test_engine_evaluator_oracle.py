@@ -9,10 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from losslines.engine.evaluator import LineEvaluator, measure_line
-from losslines.engine.strategies import STRATEGIES
 
-# every implemented strategy passes the same oracle tests
-IMPLEMENTED = [name for name, cls in STRATEGIES.items() if cls is not None]
+# (every strategy against the float64 oracle: test_conformance_strategies.py)
 
 POSITIONS = np.linspace(-0.6, 0.6, 13)
 
@@ -45,72 +43,6 @@ def test_quadratic_model_gives_the_exact_parabola(dtype, rtol):
         assert -c1 / (2 * c2) == pytest.approx(-B / (2 * A), rel=1e-9)
         assert np.abs(np.polyval(np.polyfit(POSITIONS, m.loss, 3), POSITIONS) - m.loss).max() < 1e-12
     assert np.isnan(m.accuracy).all()  # regression targets: accuracy undefined
-
-
-def oracle_line(model, x, y, direction, positions, bn, bn_group):
-    """Plain float64 loop: deepcopy, parameters set by hand, BN mode set on the copy."""
-    ref = copy.deepcopy(model).double()
-    names = [n for n, p in model.named_parameters() if p.requires_grad]
-    norm = torch.sqrt(sum((direction[n].double() ** 2).sum() for n in names))
-    uhat = {n: direction[n].double() / norm for n in names}
-    theta = {n: p.detach().double().clone() for n, p in ref.named_parameters()}
-    x, groups = x.double(), []
-    losses = []
-    for s in positions:
-        with torch.no_grad():
-            for n, p in ref.named_parameters():
-                p.copy_(theta[n] + float(s) * uhat[n] if n in uhat else theta[n])
-            if bn == "running":
-                ref.eval()
-                losses.append(F.cross_entropy(ref(x), y, reduction="none"))
-            else:
-                ref.train()  # momentum is irrelevant: the copy's buffers are thrown away
-                groups = range(0, x.shape[0], bn_group)
-                losses.append(torch.cat([F.cross_entropy(ref(x[i:i + bn_group]), y[i:i + bn_group], reduction="none")
-                                         for i in groups]))
-    # slope at 0 by reverse mode on the copy: ∇L(θ_t) · û
-    with torch.no_grad():
-        for n, p in ref.named_parameters():
-            p.copy_(theta[n])
-    ref.zero_grad()
-    if bn == "running":
-        ref.eval()
-        total = F.cross_entropy(ref(x), y, reduction="sum")
-    else:
-        ref.train()
-        total = sum(F.cross_entropy(ref(x[i:i + bn_group]), y[i:i + bn_group], reduction="sum")
-                    for i in range(0, x.shape[0], bn_group))
-    (total / x.shape[0]).backward()
-    params = dict(ref.named_parameters())
-    slope = sum((params[n].grad * uhat[n]).sum() for n in names).item()
-    return torch.stack(losses).numpy(), slope
-
-
-@pytest.mark.parametrize("strategy", IMPLEMENTED)
-@pytest.mark.parametrize("bn, bn_group", [("running", None), ("batch", 16), ("batch", 20)])
-def test_engine_equals_float64_oracle_on_bn_cnn(tiny, bn, bn_group, strategy):
-    model = tiny.make_cnn()
-    x, y = tiny.make_data(48)
-    direction = tiny.random_direction(model)
-    positions = np.linspace(-0.5, 0.5, 11)
-    expected, slope = oracle_line(model, x, y, direction, positions, bn, bn_group)
-
-    m64 = measure_line(copy.deepcopy(model).double(), x, y, direction, positions, bn=bn, bn_group=bn_group,
-                       strategy=strategy)
-    assert m64.sample_loss.dtype == np.float64 and m64.sample_loss.shape == (11, 48)
-    np.testing.assert_allclose(m64.sample_loss, expected, rtol=1e-6, atol=1e-12)
-    np.testing.assert_allclose(m64.loss, expected.mean(axis=1), rtol=1e-6)
-    assert m64.slope0 == pytest.approx(slope, rel=1e-6)
-
-    m32 = measure_line(model, x, y, direction, positions, bn=bn, bn_group=bn_group, strategy=strategy)
-    assert m32.sample_loss.dtype == np.float32
-    np.testing.assert_allclose(m32.loss, expected.mean(axis=1), rtol=1e-4)
-    np.testing.assert_allclose(m32.sample_loss, expected, rtol=1e-3, atol=1e-4)
-    assert m32.slope0 == pytest.approx(slope, rel=1e-3, abs=1e-5)
-    # accuracy is the fraction of correct argmax predictions (the oracle's sample losses say nothing
-    # about argmax, so compare against float64 predictions made directly)
-    assert ((0 <= m32.accuracy) & (m32.accuracy <= 1)).all()
-    np.testing.assert_array_equal(m32.positions, positions)
 
 
 def test_running_mode_does_not_depend_on_chunking(tiny):
@@ -199,7 +131,7 @@ def test_both_memory_formats_equal_the_float64_oracle(tiny, memory_format, bn, b
     x, y = tiny.make_data(32, seed=5)
     direction = tiny.random_direction(model, seed=6)
     positions = np.linspace(-0.4, 0.4, 7)
-    expected, slope = oracle_line(model, x, y, direction, positions, bn, bn_group)
+    expected, slope = tiny.float64_line(model, x, y, direction, positions, bn, bn_group)
     ev = LineEvaluator(copy.deepcopy(model).double(), x, y, bn=bn, bn_group=bn_group, memory_format=memory_format)
     assert ev.channels_last == (memory_format == "channels_last")
     assert ev.inputs.is_contiguous(memory_format=torch.channels_last) == ev.channels_last

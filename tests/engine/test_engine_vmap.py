@@ -2,7 +2,6 @@
 BatchNorm modes; the model untouched; chunking by a memory budget; CUDA cases marked ``gpu``."""
 
 import copy
-import random
 
 import numpy as np
 import pytest
@@ -41,32 +40,14 @@ def tiny_model(name: str) -> tuple[nn.Module, tuple[int, ...]]:
     return model, shape
 
 
-def float64_oracle(model, x, y, direction, positions, bn, bn_group):
-    """Plain float64 loop on a deep copy: parameters set by hand, per-group train-mode BatchNorm."""
-    ref = copy.deepcopy(model).double()
-    names = list(direction)
-    norm = torch.sqrt(sum((direction[n].double() ** 2).sum() for n in names))
-    theta = {n: p.detach().double().clone() for n, p in ref.named_parameters()}
-    x, out = x.double(), []
-    ref.train() if bn == "batch" else ref.eval()
-    with torch.no_grad():
-        for s in positions:
-            for n, p in ref.named_parameters():
-                p.copy_(theta[n] + float(s) * direction[n].double() / norm)
-            size = bn_group if bn == "batch" else x.shape[0]
-            out.append(torch.cat([F.cross_entropy(ref(x[i:i + size]), y[i:i + size], reduction="none")
-                                  for i in range(0, x.shape[0], size)]))
-    return torch.stack(out).numpy()
-
-
 @pytest.mark.parametrize("bn", ["running", "batch"])
 @pytest.mark.parametrize("name", list(REGISTRY))
-def test_vmap_equals_loop_equals_float64_oracle_for_every_registry_model(name, bn):
+def test_vmap_equals_loop_equals_float64_oracle_for_every_registry_model(tiny, name, bn):
     model, shape = tiny_model(name)
     g = torch.Generator().manual_seed(1)
     x, y = torch.randn(N, *shape, generator=g), torch.randint(0, 5, (N,), generator=g)
     direction = {n: torch.randn(p.shape, generator=g) for n, p in model.named_parameters()}
-    expected = float64_oracle(model, x, y, direction, POSITIONS, bn, GROUP)
+    expected, _ = tiny.float64_line(model, x, y, direction, POSITIONS, bn, GROUP)
     model64 = copy.deepcopy(model).double()
     kwargs = dict(bn=bn, bn_group=GROUP if bn == "batch" else None, slope=False)
     loop = measure_line(model64, x, y, direction, POSITIONS, strategy="loop", **kwargs)
@@ -79,30 +60,6 @@ def test_vmap_equals_loop_equals_float64_oracle_for_every_registry_model(name, b
     np.testing.assert_array_equal(vmapped.accuracy, loop.accuracy)
 
 
-def snapshot(model: nn.Module) -> dict:
-    return {
-        "state": {k: v.clone() for k, v in model.state_dict(keep_vars=True).items()},
-        "ptrs": {k: v.data_ptr() for k, v in model.state_dict(keep_vars=True).items()},
-        "requires_grad": [p.requires_grad for p in model.parameters()],
-        "grads": [None if p.grad is None else p.grad.clone() for p in model.parameters()],
-        "training": [m.training for m in model.modules()],
-        "rng": (torch.get_rng_state(), random.getstate(), np.random.get_state()[1].copy()),
-    }
-
-
-def assert_same(before: dict, after: dict) -> None:
-    assert before["state"].keys() == after["state"].keys()
-    for k, v in before["state"].items():
-        w = after["state"][k]
-        assert v.dtype == w.dtype and torch.equal(v, w), k  # bit-identical
-    assert before["ptrs"] == after["ptrs"]
-    assert before["requires_grad"] == after["requires_grad"] and before["training"] == after["training"]
-    for a, b in zip(before["grads"], after["grads"]):
-        assert (a is None and b is None) or torch.equal(a, b)
-    assert torch.equal(before["rng"][0], after["rng"][0]) and before["rng"][1] == after["rng"][1]
-    np.testing.assert_array_equal(before["rng"][2], after["rng"][2])
-
-
 @pytest.mark.parametrize("bn, training", [("batch", True), ("running", True), ("batch", False)])
 def test_vmap_measurement_leaves_the_model_bit_identical(tiny, bn, training):
     model = tiny.make_cnn()
@@ -110,11 +67,11 @@ def test_vmap_measurement_leaves_the_model_bit_identical(tiny, bn, training):
     model.train(training)
     x, y = tiny.make_data(24)
     model.head.weight.grad = torch.ones_like(model.head.weight)
-    before = snapshot(model)
+    before = tiny.snapshot(model)
     m = measure_line(model, x, y, tiny.random_direction(model), POSITIONS, bn=bn,
                      bn_group=8 if bn == "batch" else None, strategy="vmap", point_chunk=2)
     assert np.isfinite(m.loss).all()
-    assert_same(before, snapshot(model))
+    tiny.assert_same(before, tiny.snapshot(model))
 
 
 @pytest.mark.parametrize("bn", ["running", "batch"])
@@ -216,7 +173,7 @@ gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU
 @pytest.mark.gpu
 @gpu
 @pytest.mark.parametrize("bn", ["running", "batch"])
-def test_vmap_equals_loop_on_cuda(bn):
+def test_vmap_equals_loop_on_cuda(tiny, bn):
     model, shape = tiny_model("resnet20")
     g = torch.Generator().manual_seed(1)
     x, y = torch.randn(32, *shape, generator=g), torch.randint(0, 5, (32,), generator=g)
@@ -226,10 +183,10 @@ def test_vmap_equals_loop_on_cuda(bn):
     cpu = measure_line(copy.deepcopy(model).double(), x, y, direction, positions, **kwargs)
     cuda64 = copy.deepcopy(model).double().cuda()
     d64 = {n: d.double().cuda() for n, d in direction.items()}
-    before = snapshot(cuda64)
+    before = tiny.snapshot(cuda64)
     loop = measure_line(cuda64, x, y, d64, positions, strategy="loop", **kwargs)
     vmapped = measure_line(cuda64, x, y, d64, positions, strategy="vmap", point_chunk=4, **kwargs)
-    assert_same(before, snapshot(cuda64))
+    tiny.assert_same(before, tiny.snapshot(cuda64))
     np.testing.assert_allclose(vmapped.sample_loss, loop.sample_loss, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(vmapped.sample_loss, cpu.sample_loss, rtol=1e-6, atol=1e-12)
     assert vmapped.slope0 == pytest.approx(cpu.slope0, rel=1e-6)

@@ -122,18 +122,6 @@ def test_streams_wide_rows_in_column_tiles(classes, block_cols):
     assert red.correct.tolist() == [2, 0]  # rows 0 and 1 (first of the tied maxima) are correct
 
 
-def test_layouts_give_identical_results(relayout, assert_same_layouts):
-    g = torch.Generator().manual_seed(3)
-    logits = (torch.randn(3 * 11, 37, generator=g) * 10).to(DEVICE)
-    targets = torch.randint(0, 37, (33,), generator=g).to(DEVICE)
-    base = reduce_loss(logits, targets, lines=3, backend="triton")
-    for layout in LAYOUTS[1:]:
-        red = reduce_loss(relayout(logits, layout), relayout(targets, layout), lines=3, backend="triton")
-        assert_same_layouts(red.sample_loss, base.sample_loss)
-        assert_same_layouts(red.line_sum, base.line_sum)
-        assert torch.equal(red.correct, base.correct)
-
-
 @pytest.mark.parametrize("lines, n, block_rows", [(3, 13, 4), (3, 13, None), (1, 40, 16), (40, 1, None), (5, 7, 8)])
 def test_row_counts_that_do_not_fill_the_blocks(lines, n, block_rows):
     # R not a multiple of the row block; one line of many rows; as many lines as rows
@@ -167,14 +155,8 @@ def test_int32_targets_and_bfloat16_agree_with_torch_in_bfloat16():
     torch.testing.assert_close(red.sample_loss, native.float(), rtol=2e-2, atol=2e-2)
 
 
-def test_no_samples_give_zero_sums():
-    red = reduce_loss(torch.empty(0, 5, device=DEVICE), torch.empty(0, dtype=torch.int64, device=DEVICE), lines=2, backend="triton")
-    assert red.sample_loss.shape == (0,) and red.line_sum.tolist() == [0.0, 0.0] and red.correct.tolist() == [0, 0]
-
-
 @pytest.mark.parametrize("targets, match", [
     (torch.tensor([0, 5, 1]), r"class-index targets must lie in \[0, 5\), got values in \[0, 5\]"),
-    (torch.tensor([0, -1, 1]), r"\[0, 5\)"),
     (torch.zeros(3, dtype=torch.int64, device="meta"), f"targets are on meta but logits on {DEVICE}"),
 ])
 def test_bad_targets_are_refused_before_the_launch(targets, match):
