@@ -217,7 +217,7 @@ class StoreWriter:
         for group, at, _ in groups:
             if at is not None:
                 group.update_attributes({COMMITTED_ATTR: int(at)})
-        root.update_attributes({STATUS_ATTR: "running", "status_reason": None})
+        root.update_attributes({STATUS_ATTR: "running", "status_reason": None, "finished": None})
         return cls(path, root, layout, max_queued_lines=max_queued_lines)
 
     # -- properties -----------------------------------------------------------------------

@@ -249,3 +249,17 @@ def test_pending_lines_counts_appended_but_uncommitted(tmp_path, kit):
     writer.flush()
     assert (writer.committed_lines, writer.pending_lines) == (5, 0)
     writer.close()
+
+
+def test_a_resumed_store_is_not_finished_while_it_runs(tmp_path, kit):
+    """Regression: resume cleared the status reason but kept the old 'finished' time, so a running
+    store claimed to have finished (docs/store-format.md, "Group attributes")."""
+    layout = StoreLayout(n_points=2, n_train=2)
+    path = tmp_path / "s.zarr"
+    StoreWriter.create(path, layout, attrs={}, **kit.make_inputs(layout)).close("failed", reason="stopped")
+    assert open_store(path).attrs["finished"] is not None
+    writer = StoreWriter.resume(path)
+    store = open_store(path)
+    assert store.status == "running" and store.attrs["finished"] is None and store.attrs["status_reason"] is None
+    writer.close()
+    assert open_store(path).attrs["finished"] is not None
