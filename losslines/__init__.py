@@ -7,8 +7,7 @@ torch can read and analyse stores.
 
 from __future__ import annotations
 
-import importlib
-
+from losslines._lazy import lazy_exports
 from losslines._version import __version__
 
 _EXPORTS = {
@@ -50,14 +49,4 @@ _EXPORTS = {
 __all__ = ["__version__", *_EXPORTS]
 
 
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'losslines' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports("losslines", _EXPORTS, globals(), extra=("__version__",))

@@ -16,7 +16,8 @@ the run layer builds engine objects and hands them a store sink. Names are impor
 
 from __future__ import annotations
 
-import importlib
+from losslines._lazy import lazy_exports
+
 
 _EXPORTS = {
     "RunConfig": "losslines.runner.config",
@@ -35,14 +36,4 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'losslines.runner' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports("losslines.runner", _EXPORTS, globals(), extra=())
