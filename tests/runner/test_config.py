@@ -11,7 +11,7 @@ import pytest
 from losslines.cli import main
 from losslines.runner.config import ConfigError, apply_overrides, config_to_dict, load_config, parse_config
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((REPO / "configs").glob("*.toml"))
 
 BASE = """
