@@ -1,0 +1,51 @@
+"""diff_stores: two stores compare equal exactly when every array (bit for bit) and every
+attribute but times and versions agree."""
+
+from __future__ import annotations
+
+import numpy as np
+import zarr
+
+from losslines.store import StoreLayout, StoreWriter
+from losslines.store.compare import diff_stores, main
+
+
+def write(path, kit, *, seed=0, lines=5, attrs=None, layout=None):
+    layout = layout or StoreLayout(n_points=4, n_train=6, batch_size=3, sample_losses=("train",), line_chunk=2)
+    rng = np.random.default_rng(seed)
+    with StoreWriter.create(path, layout, attrs=attrs or {"config": {"seed": 1}}, **kit.make_inputs(layout)) as w:
+        for i in range(lines):
+            w.append(kit.random_line(layout, rng, step=i))
+    return path
+
+
+def test_identical_runs_compare_equal_and_times_are_ignored(tmp_path, kit):
+    a, b = write(tmp_path / "a.zarr", kit), write(tmp_path / "b.zarr", kit)
+    assert zarr.open_group(str(a)).attrs["created"] != "never"
+    zarr.open_group(str(b), mode="r+").update_attributes({"created": "never", "versions": {"torch": "x"}})
+    assert diff_stores(a, b) == []
+    assert main([str(a), str(b)]) == 0
+
+
+def test_one_flipped_value_one_changed_attribute_and_a_missing_array_are_found(tmp_path, kit, capsys):
+    a, b = write(tmp_path / "a.zarr", kit), write(tmp_path / "b.zarr", kit)
+    raw = zarr.open_group(str(b), mode="r+")
+    values = raw["sample_loss_train"][3]
+    values[1, 2] = np.nextafter(values[1, 2], np.float16(np.inf))  # one ulp
+    raw["sample_loss_train"][3] = values
+    raw.update_attributes({"config": {"seed": 2}})
+    found = diff_stores(a, b)
+    assert any(f.startswith("array sample_loss_train: 1 values differ, first at (3, 1, 2)") for f in found), found
+    assert "attribute config.seed: 1 != 2" in found
+    del raw["batch_ids"]
+    assert "array batch_ids: only in a" in diff_stores(a, b)
+    assert main([str(a), str(b)]) == 1 and "different:" in capsys.readouterr().out
+
+
+def test_nan_equals_nan_but_other_bits_do_not(tmp_path, kit):
+    a, b = write(tmp_path / "a.zarr", kit), write(tmp_path / "b.zarr", kit)
+    for path in (a, b):  # the same NaN in both: equal
+        zarr.open_group(str(path), mode="r+")["loss_train"][0, 0] = np.nan
+    assert diff_stores(a, b) == []
+    zarr.open_group(str(b), mode="r+")["loss_train"][0, 1] = np.float32(1e-30)
+    assert any(f.startswith("array loss_train:") for f in diff_stores(a, b))
