@@ -16,7 +16,7 @@ from losslines.engine.grid import Grid, make_grid
 from losslines.engine.modes import BN_MODES, DROPOUT_MODES
 from losslines.engine.sampler import LineSampler
 from losslines.engine.schedule import SCHEDULE_KINDS, Schedule, make_schedule
-from losslines.engine.strategies import STRATEGIES, Strategy, StrategyReport, make_strategy
+from losslines.engine.strategies import STRATEGIES, Strategy, StrategyReport, make_strategy, register_strategy
 
 __all__ = [
     # grid
@@ -25,7 +25,7 @@ __all__ = [
     "Direction", "DirectionSource", "SGDDirection", "OptimizerStepDirection",
     # evaluation
     "LineEvaluator", "LineMeasurement", "measure_line", "BN_MODES", "DROPOUT_MODES",
-    "STRATEGIES", "Strategy", "StrategyReport", "make_strategy",
+    "STRATEGIES", "Strategy", "StrategyReport", "make_strategy", "register_strategy",
     # schedules and the hook
     "Schedule", "make_schedule", "SCHEDULE_KINDS", "LineSampler",
 ]

@@ -223,6 +223,19 @@ def _require_agreement(a: Tensor, b: Tensor) -> None:
 STRATEGIES: dict[str, type[Strategy]] = {"loop": LoopStrategy, "vmap": VmapStrategy, "auto": AutoStrategy}
 
 
+def register_strategy(name: str, cls: type[Strategy]) -> None:
+    """Add an evaluation strategy under ``name`` (``measure.strategy`` in a config, ``strategy=``
+    of the evaluator and sampler); re-registering a name replaces it. The conformance suite
+    (tests/engine/test_conformance_strategies.py) runs every registered strategy.
+
+    Raises:
+        ValueError: ``cls`` is not a ``Strategy`` subclass.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Strategy)):
+        raise ValueError(f"register_strategy takes a Strategy subclass, got {cls!r}")
+    STRATEGIES[name] = cls
+
+
 def make_strategy(name: str | Strategy) -> Strategy:
     """Instantiate the strategy registered as ``name`` (a ``Strategy`` instance is returned as is,
     so evaluators can share one ``AutoStrategy`` decision).

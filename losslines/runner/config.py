@@ -133,9 +133,10 @@ class MeasureConfig:
         bn: ``batch`` (train-mode statistics over groups of ``bn_group`` samples) or
             ``running`` (eval-mode running statistics).
         loss: a registered per-sample loss (``losslines.losses``): ``cross_entropy``, ``mse``.
-        strategy: evaluation strategy: ``loop`` (one forward per point; fastest on CPU),
-            ``vmap`` (``torch.func.vmap`` over chunks of points) or ``auto`` (times both on the
-            first line, keeps the faster, records the choice in the store attributes).
+        strategy: a registered evaluation strategy (``engine.strategies``): ``loop`` (one
+            forward per point; fastest on CPU), ``vmap`` (``torch.func.vmap`` over chunks of
+            points) or ``auto`` (times both on the first line, keeps the faster, records the
+            choice in the store attributes).
         max_memory: memory budget of one evaluation chunk: ``auto`` (half of the free CUDA
             memory on a GPU, 256 MiB on CPU) or a size such as ``"512MiB"``, ``"8GiB"``.
         sample_losses: splits whose per-sample losses are stored (``train``, ``val``, ``batch``).
@@ -159,7 +160,7 @@ class MeasureConfig:
     bn: Literal["batch", "running"] = "batch"
     bn_group: int = 128
     loss: str = "cross_entropy"
-    strategy: Literal["loop", "vmap", "auto"] = "loop"
+    strategy: str = "loop"
     max_memory: str = "auto"
     sample_losses: list[str] = field(default_factory=lambda: ["train", "batch"])
     sample_dtype: Literal["float16", "float32"] = "float16"
@@ -253,6 +254,11 @@ def _lr_schedule_names() -> tuple[str, ...]:
     return lr_schedule_names()
 
 
+def _strategy_names() -> tuple[str, ...]:
+    from losslines.engine.strategies import STRATEGIES
+    return tuple(STRATEGIES)
+
+
 def _loss_names() -> tuple[str, ...]:
     from losslines.losses import loss_names
     return loss_names()
@@ -264,6 +270,7 @@ _CHOICES: dict[str, typing.Callable[[], tuple[str, ...]]] = {
     "train.optimizer": _optimizer_names,
     "train.lr_schedule": _lr_schedule_names,
     "measure.loss": _loss_names,
+    "measure.strategy": _strategy_names,
 }
 
 

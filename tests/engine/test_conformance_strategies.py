@@ -106,7 +106,7 @@ def test_the_report_says_what_computed_the_values(tiny, strategy):
     ev = LineEvaluator(model, x, y, bn="batch", bn_group=8, strategy=strategy)
     m = ev.measure(tiny.random_direction(model), np.array([0.0, 0.1]))
     report = ev.strategy_report
-    assert report.requested == strategy and report.chosen in ("loop", "vmap") and m.strategy == report.chosen
+    assert report.requested == strategy and report.chosen in set(STRATEGIES) - {"auto"} and m.strategy == report.chosen
     assert json.loads(json.dumps(report.as_attrs()))["chosen"] == report.chosen
 
 
@@ -123,3 +123,31 @@ def test_point_chunks_stay_within_the_line_and_take_at_least_one_point(tiny, str
     assert impl.point_chunk(profile, budget=1 << 40, **kwargs) == 167
     middle = impl.point_chunk(profile, budget=1 << 20, **kwargs)
     assert 1 <= middle <= 167
+
+
+def test_a_registered_strategy_is_one_call_away_from_configs_and_evaluators(tiny, tiny_config, tmp_path, monkeypatch):
+    from losslines.engine import strategies
+    from losslines.engine.strategies import LoopStrategy, register_strategy
+    from losslines.runner.config import ConfigError
+
+    class Backwards(LoopStrategy):
+        """The loop over the points in reverse order: the same values, another implementation."""
+
+        name = "backwards"
+
+        def outputs(self, line, positions, x):
+            return super().outputs(line, positions[::-1], x).flip(0)
+
+    monkeypatch.setattr(strategies, "STRATEGIES", dict(strategies.STRATEGIES))
+    with pytest.raises(ConfigError, match="'measure.strategy': 'backwards' is not one of"):
+        tiny_config(tmp_path, "measure.strategy=backwards")
+    register_strategy("backwards", Backwards)
+    assert tiny_config(tmp_path, "measure.strategy=backwards").measure.strategy == "backwards"
+    model = tiny.make_cnn().double()
+    x, y = tiny.make_data(16)
+    direction, positions = tiny.random_direction(model), np.linspace(-0.3, 0.3, 5)
+    ours = measure_line(model, x, y, direction, positions, bn="batch", bn_group=8, strategy="backwards")
+    loop = measure_line(model, x, y, direction, positions, bn="batch", bn_group=8, strategy="loop")
+    np.testing.assert_allclose(ours.sample_loss, loop.sample_loss, rtol=1e-12, atol=1e-14)
+    with pytest.raises(ValueError, match="Strategy subclass"):
+        register_strategy("nope", object)
