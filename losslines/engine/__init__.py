@@ -1,13 +1,17 @@
 """losslines.engine: measure exact loss lines along update directions, without disturbing training.
 
+The measurement library (docs/design.md, "Architecture"): it imports nothing of the application
+(``losslines.runner``), the store, the data or the model registries; it emits
+``losslines.records.LineRecord`` s into whatever sink it is given.
+
 * ``grid``: the fixed step-size grid (``make_grid``, ``Grid``).
 * ``directions``: where a line points (``SGDDirection``, ``OptimizerStepDirection``, ``Direction``).
 * ``evaluator``: one line of one split (``LineEvaluator``, ``measure_line``, ``LineMeasurement``);
   ``line`` (θ_t + s·û as a function), ``strategies`` (``loop``, ``vmap``, ``auto`` and its
   ``StrategyReport``), ``memory`` (chunk sizes from a memory budget), ``modes`` (BatchNorm/dropout
-  settings, RNG preservation).
+  settings), ``rng`` (the global generators, captured and preserved).
 * ``schedule``: which steps are measured (``Schedule``).
-* ``sampler``: the training-loop hook (``LineSampler``).
+* ``sampler``: the training-loop hook (``LineSampler``); ``all_directions``: the paper's Fig. 8 mode.
 """
 
 from losslines.engine.directions import (Direction, DirectionSource, OptimizerStepDirection, SGDDirection)
