@@ -74,3 +74,14 @@ def test_damage_past_committed_lines_is_ignored(damaged):
 def test_not_a_store_exits_2(tmp_path, capsys):
     assert main(["verify", str(tmp_path)]) == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_the_sgd_slope_is_not_judged_where_the_run_switched_its_check_off(damaged):
+    """Regression: a run that trains with dropout records ``sgd_slope_check = "off: ..."`` (its
+    batch slope differs from −‖g‖ by design), yet verify still flagged every such line."""
+    _write(damaged, "slope0_batch", 0, 0.5)
+    group = zarr.open_group(str(damaged), mode="r+")
+    semantics = dict(group.attrs["semantics"])
+    semantics["sgd_slope_check"] = "off: training uses dropout, the measurement evaluates it as the identity"
+    group.update_attributes({"semantics": semantics})
+    assert verify_store(damaged) == []
