@@ -6,20 +6,22 @@ per_line.npz and the figures. The pure maths is usable on plain arrays:
 * minimum and shape: :func:`find_minimum`, :func:`fit_polynomials`, :func:`nonparabolic`
 * step rules: :func:`sgd_step`, :func:`pal_step`, :func:`judge_step`
 * distances: :func:`shifted_window`, :func:`blockwise_distances`
-* batch size: :func:`slope_stencil`, :func:`draw_batches`, :func:`batch_slopes`
+* batch size: :func:`slope_stencil`, :func:`draw_sample_batches`, :func:`batch_slopes`
 
 For your own out-of-core analysis, ``losslines.open_store(path).to_xarray()`` gives a lazy,
 dask-backed Dataset with the store's dimension names (``line``, ``point``, ``sample_train``...).
 """
 
 from losslines.analysis.analyze import AnalysisReport, add_analyze_arguments, analyze_store, run_analyze
-from losslines.analysis.batchsize import batch_slopes, draw_batches
+from losslines.analysis.batchsize import batch_slopes, draw_sample_batches
 from losslines.analysis.distances import blockwise_distances, shifted_window
 from losslines.analysis.minimum import LineMinimum, find_minimum
 from losslines.analysis.polyfit import PolyFits, fit_polynomials, nonparabolic
 from losslines.analysis.results import AnalysisOptions, AnalysisResult
 from losslines.analysis.slopes import slope_stencil
 from losslines.analysis.steprules import StepRule, judge_step, pal_step, sgd_step
+
+draw_batches = draw_sample_batches  # the former name, kept for callers of losslines.analysis
 
 __all__ = [
     # report
@@ -29,5 +31,6 @@ __all__ = [
     "find_minimum", "LineMinimum", "fit_polynomials", "PolyFits", "nonparabolic",
     "StepRule", "sgd_step", "pal_step", "judge_step",
     # distances and batch size
-    "shifted_window", "blockwise_distances", "slope_stencil", "draw_batches", "batch_slopes",
+    "shifted_window", "blockwise_distances", "slope_stencil", "draw_sample_batches", "batch_slopes",
+    "draw_batches",
 ]

@@ -53,7 +53,7 @@ class BatchDraws:
     train_index: np.ndarray
 
 
-def draw_batches(
+def draw_sample_batches(
     n_batch: int,
     pool: np.ndarray,
     batch_sizes: tuple[int, ...],
@@ -111,7 +111,7 @@ def batch_slopes(
     Args:
         slope_batch: ``[n_B]`` per-sample slopes of the direction batch (nats per unit s).
         slope_train: ``[N]`` per-sample slopes of the training split (needed for super-batches).
-        draws: output of :func:`draw_batches`.
+        draws: output of :func:`draw_sample_batches`.
 
     Returns:
         ``[len(draws), D]`` slopes, nats per unit s.

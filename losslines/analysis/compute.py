@@ -18,11 +18,11 @@ from losslines.analysis.bands import batch_bands
 from losslines.analysis.batchsize import (
     batch_slopes,
     default_batch_sizes,
-    draw_batches,
+    draw_sample_batches,
     expected_ratio,
     super_batch_pool,
 )
-from losslines.analysis.directions import direction_stats
+from losslines.analysis.direction_stats import direction_stats
 from losslines.analysis.distances import blockwise_distances, shifted_window
 from losslines.analysis.minimum import find_minimum
 from losslines.analysis.polyfit import fit_polynomials, nonparabolic
@@ -238,7 +238,7 @@ def _sample_pass(source: LineSource, lines: LineRange, options: AnalysisOptions,
             d_t = stencil.apply(data["train"][r], axis=0) if "train" in data else None
             p = pool if pool is not None else super_batch_pool(ids, batch_ids[i])
             rng = np.random.default_rng([options.seed, int(lines.indices[i])])
-            slopes.append(batch_slopes(d_b, d_t, draw_batches(n_b, p, sizes, options.n_draws, rng)))
+            slopes.append(batch_slopes(d_b, d_t, draw_sample_batches(n_b, p, sizes, options.n_draws, rng)))
             own.append(float(d_b.mean()))
     for split, g in gaps.items():
         if g:

@@ -1,6 +1,6 @@
 """Headline numbers of an analysis, and the files that carry them: metrics.json, report.md.
 
-``summarize`` turns an :class:`AnalysisResult` into a JSON-ready dict (NaN becomes ``null``);
+``summarize_analysis`` turns an :class:`AnalysisResult` into a JSON-ready dict (NaN becomes ``null``);
 ``write_outputs`` writes ``metrics.json`` (that dict), ``per_line.npz`` (every per-line array,
 for your own plots) and ``report.md`` (readable, with the figures embedded).
 """
@@ -39,7 +39,7 @@ def _stats(values: np.ndarray) -> dict[str, Any]:
             "q25": _num(q25), "q75": _num(q75)}
 
 
-def summarize(res: AnalysisResult) -> dict[str, Any]:
+def summarize_analysis(res: AnalysisResult) -> dict[str, Any]:
     """The headline numbers (all JSON types)."""
     pl = res.per_line
     out: dict[str, Any] = {
@@ -116,7 +116,7 @@ def _fmt(x: Any, spec: str = ".4g") -> str:
 
 def write_outputs(res: AnalysisResult, out_dir: Path, figures: dict[str, list[Path]]) -> dict[str, Any]:
     """Write metrics.json, per_line.npz and report.md into ``out_dir``; return the summary."""
-    summary = summarize(res)
+    summary = summarize_analysis(res)
     summary["figures"] = {k: [p.name for p in v] for k, v in figures.items()}
     summary["timing_s"] = dict(res.timing)
     (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from losslines.analysis.bands import BatchBands
-from losslines.analysis.directions import DirectionStats
+from losslines.analysis.direction_stats import DirectionStats
 from losslines.analysis.distances import DistanceSummary
 from losslines.analysis.polyfit import DEFAULT_DEGREES, DEFAULT_REL_TOL, DEFAULT_WINDOW
 from losslines.analysis.slopes import DEFAULT_HALF_POINTS
