@@ -128,6 +128,28 @@ def batch_slopes(
     return np.stack(rows) if rows else np.empty((0, 0))
 
 
+@dataclass(frozen=True)
+class BatchStudy:
+    """Batch size versus learning rate (Fig. 7).
+
+    Attributes:
+        batch_sizes: ``[S]`` sizes b; ``n_batch``: n_B.
+        expected_ratio: ``[S]`` n_B / b for super-batches, 1 otherwise.
+        slopes: ``[L, S, D]`` slope at 0 of every drawn batch (nats per unit s).
+        batch_slope: ``[L]`` the direction batch's own slope from the same stencil.
+        sgd_steps: ``[L, S]`` mean over draws of ``-λ L_S'(0)``, the step SGD would take.
+        method: how slopes were obtained (stencil, its bias and noise).
+    """
+
+    batch_sizes: np.ndarray
+    n_batch: int
+    expected_ratio: np.ndarray
+    slopes: np.ndarray
+    batch_slope: np.ndarray
+    sgd_steps: np.ndarray
+    method: str
+
+
 def super_batch_pool(sample_ids_train: np.ndarray, batch_ids: np.ndarray) -> np.ndarray:
     """Training-split indices whose dataset id is not one of the direction batch's ids."""
     return np.flatnonzero(~np.isin(sample_ids_train, batch_ids[batch_ids >= 0]))
