@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from losslines.analysis.compute import compute
+from losslines.analysis.metric import FigureSpec
 from losslines.analysis.metric_options import (
     add_metric_arguments,
     comma_floats,
@@ -87,15 +88,17 @@ def analyze_store(
     return AnalysisReport(out, out / "report.md", out / "metrics.json", summary, drawn, result)
 
 
+def figure_specs(res: AnalysisResult) -> list[FigureSpec]:
+    """The figures of every computed metric, in registration order (a skipped metric draws none)."""
+    return [spec for metric in res.metrics if res.outputs[metric.name].computed for spec in metric.figures(res)]
+
+
 def _draw(res: AnalysisResult, out: Path) -> dict[str, list[Path]]:
-    """Every computed metric's figures (registration order), then the line plots."""
+    """Every computed metric's figures, then the line plots."""
     # matplotlib only when figures are drawn: every `losslines` command imports this module.
     from losslines.analysis.figures_lines import line_figure
 
-    figs = {}
-    for metric in res.metrics:
-        if res.outputs[metric.name].computed:
-            figs.update({spec.title: (spec.stem, spec.draw(res)) for spec in metric.figures(res)})
+    figs = {spec.title: (spec.stem, spec.draw(res)) for spec in figure_specs(res)}
     for view in res.views:
         figs[f"line {view.line} (Figs. 2, 5)"] = (f"line_{view.line:06d}", line_figure(res.position, view))
     written: dict[str, list[Path]] = {}
