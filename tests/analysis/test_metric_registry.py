@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -62,13 +63,20 @@ class ToyMetric(Metric):
         return (FigureSpec("toy ranges", "toy", _toy_figure),)
 
 
-@pytest.fixture
-def toy():
-    metric = register_metric(ToyMetric())
+@contextmanager
+def registered(metric):
+    """``metric`` registered for the duration of the block."""
+    register_metric(metric)
     try:
         yield metric
     finally:
-        unregister_metric("toy")
+        unregister_metric(metric.name)
+
+
+@pytest.fixture
+def toy():
+    with registered(ToyMetric()) as metric:
+        yield metric
 
 
 def test_a_registered_metric_appears_in_every_output_with_no_other_edit(toy, parabola_store, tmp_path):
@@ -158,12 +166,8 @@ def test_two_metrics_writing_the_same_per_line_name_is_an_error(parabola_store, 
         def block(self, plan, block):
             return {"s_opt": np.zeros(block.lines.size)}
 
-    register_metric(Clash())
-    try:
-        with pytest.raises(ValueError, match="'s_opt', which metric 'minimum' already wrote"):
-            analyze_store(parabola_store["path"], tmp_path / "r", figures=False)
-    finally:
-        unregister_metric("clash")
+    with registered(Clash()), pytest.raises(ValueError, match="'s_opt', which metric 'minimum' already wrote"):
+        analyze_store(parabola_store["path"], tmp_path / "r", figures=False)
 
 
 def test_a_summary_without_the_metric_name_is_an_error(parabola_store, tmp_path):
@@ -173,9 +177,5 @@ def test_a_summary_without_the_metric_name_is_an_error(parabola_store, tmp_path)
         def summary(self, analysis):
             return {"something_else": 1}
 
-    register_metric(Anonymous())
-    try:
-        with pytest.raises(ValueError, match="must have the key 'anonymous'"):
-            analyze_store(parabola_store["path"], tmp_path / "r", figures=False)
-    finally:
-        unregister_metric("anonymous")
+    with registered(Anonymous()), pytest.raises(ValueError, match="must have the key 'anonymous'"):
+        analyze_store(parabola_store["path"], tmp_path / "r", figures=False)
