@@ -119,8 +119,8 @@ def _blocks(source: LineSource, lines: LineRange, names: list[str],
             rows_per_block: int) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
     """Yield ``(offset, {name: rows})``: the same rows of every array in ``names``, block by block."""
     iterators = [source.blocks(n, lines, rows_per_block=rows_per_block) for n in names]
-    for parts in zip(*iterators):
-        yield parts[0][0], {n: rows for n, (_, rows) in zip(names, parts)}
+    for parts in zip(*iterators, strict=True):  # every array yields the same blocks
+        yield parts[0][0], {n: rows for n, (_, rows) in zip(names, parts, strict=True)}
 
 
 def _collect(res: AnalysisResult, metrics: tuple[Metric, ...], plans: dict[str, Plan],

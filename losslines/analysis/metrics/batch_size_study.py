@@ -9,7 +9,7 @@ direction batch's samples out of them, ``batch_ids`` with the training sample id
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
@@ -24,6 +24,9 @@ from losslines.analysis.batchsize import (
 from losslines.analysis.metric import Block, FigureSpec, Metric, MetricResult, Parts, Plan, ReportPart, Setup, Stage
 from losslines.analysis.slopes import SlopeStencil, slope_stencil
 from losslines.analysis.summary_stats import distribution, fmt, json_number
+
+if TYPE_CHECKING:
+    from losslines.analysis.results import AnalysisResult
 
 NO_SAMPLE_TRAIN = ("per-sample training losses ('sample_loss_train') absent: no random-batch bands, "
                    "no super-batches, no per-sample consistency check")
@@ -136,7 +139,7 @@ class BatchSizeStudyMetric(Metric):
         )
         return MetricResult(value=study, notes=notes)
 
-    def summary(self, analysis) -> dict[str, Any]:
+    def summary(self, analysis: AnalysisResult) -> dict[str, Any]:
         st: BatchStudy = self.output(analysis).value
         with np.errstate(invalid="ignore", divide="ignore"):
             ratio = st.slopes / st.batch_slope[:, None, None]
@@ -158,7 +161,7 @@ class BatchSizeStudyMetric(Metric):
                          f"[{fmt(mr['q25'])}, {fmt(mr['q75'])}] | {fmt(v['sgd_step']['median'])} |")
         return ReportPart(section=tuple(lines))
 
-    def figures(self, analysis) -> tuple[FigureSpec, ...]:
+    def figures(self, analysis: AnalysisResult) -> tuple[FigureSpec, ...]:
         from losslines.analysis.figures_metrics import batchsize_figure
 
         return (FigureSpec("batch size versus learning rate (Fig. 7)", "batch_size", batchsize_figure),)

@@ -9,7 +9,7 @@ of ``r = s_opt / direction_norm``, the degree-2 fit MAE and the mean distance be
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
@@ -17,6 +17,9 @@ from losslines.analysis.direction_stats import DirectionStats, direction_stats
 from losslines.analysis.metric import FigureSpec, Metric, MetricResult, Parts, Plan, ReportPart, Setup, Stage
 from losslines.analysis.source import LineRange
 from losslines.analysis.summary_stats import distribution, fmt
+
+if TYPE_CHECKING:
+    from losslines.analysis.results import AnalysisResult
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,7 @@ class DirectionSpreadMetric(Metric):
         steps = sub.read("step", every) if sub.has("step") else every.indices
         return MetricResult(value=DirectionSpread(stats, steps))
 
-    def summary(self, analysis) -> dict[str, Any]:
+    def summary(self, analysis: AnalysisResult) -> dict[str, Any]:
         ds: DirectionStats = self.output(analysis).value.stats
         return {"directions": {"positions": int(ds.s_opt.shape[0]), "directions": int(ds.s_opt.shape[1]),
                                "s_opt_std_over_directions": distribution(np.nanstd(ds.s_opt, axis=1)),
@@ -72,7 +75,7 @@ class DirectionSpreadMetric(Metric):
             f"median std of s_opt over directions {fmt(d['s_opt_std_over_directions']['median'])}, "
             f"of r {fmt(d['ratio_std_over_directions']['median'])}; median MAE_2 {fmt(d['mae2']['median'])}."))
 
-    def figures(self, analysis) -> tuple[FigureSpec, ...]:
+    def figures(self, analysis: AnalysisResult) -> tuple[FigureSpec, ...]:
         from losslines.analysis.figures_metrics import directions_figure
 
         return (FigureSpec("all directions (Fig. 8)", "directions", directions_figure),)

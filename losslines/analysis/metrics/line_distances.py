@@ -12,13 +12,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
 from losslines.analysis.distances import DistanceSummary, Sink, blockwise_distances, shifted_window
 from losslines.analysis.metric import Block, FigureSpec, Metric, MetricResult, Parts, Plan, ReportPart, Setup
 from losslines.analysis.summary_stats import distribution, fmt, json_number
+
+if TYPE_CHECKING:
+    from losslines.analysis.results import AnalysisResult
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,7 @@ class LineDistancesMetric(Metric):
         summary = blockwise_distances(a, block=options.distance_block, view_size=options.view_size, sink=sink)
         return MetricResult(value=LineDistances(summary, lines), notes=notes)
 
-    def summary(self, analysis) -> dict[str, Any]:
+    def summary(self, analysis: AnalysisResult) -> dict[str, Any]:
         d: DistanceSummary = self.output(analysis).value.summary
         return {"distances": {"lines": d.n_lines, "window_points": d.n_points, "mean_all": json_number(d.mean_all),
                               "mean_first_50": json_number(d.mean_first), "mean_rest": json_number(d.mean_rest),
@@ -82,7 +85,7 @@ class LineDistancesMetric(Metric):
         return ReportPart(headline=(f"| mean line-to-line distance D: all / first 50 / rest | {fmt(d['mean_all'])} / "
                                     f"{fmt(d['mean_first_50'])} / {fmt(d['mean_rest'])} |",))
 
-    def figures(self, analysis) -> tuple[FigureSpec, ...]:
+    def figures(self, analysis: AnalysisResult) -> tuple[FigureSpec, ...]:
         from losslines.analysis.figures_metrics import distance_figure
 
         return (FigureSpec("line-to-line distances (Fig. 3)", "distances", distance_figure),)

@@ -7,13 +7,16 @@ with λ = r is a line search) and ``overshoot = update_step / s_opt`` (> 1: the 
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
 from losslines.analysis.metric import Block, Metric, Parts, Plan, ReportPart, Setup
 from losslines.analysis.minimum import find_minimum
 from losslines.analysis.summary_stats import distribution, fmt, json_number
+
+if TYPE_CHECKING:
+    from losslines.analysis.results import AnalysisResult
 
 
 class LineMinimumMetric(Metric):
@@ -36,7 +39,7 @@ class LineMinimumMetric(Metric):
         return {"s_opt": m.s_opt, "s_grid": m.s_grid, "s_opt_err": m.s_opt_err, "loss_min": m.loss_min,
                 "at_edge": m.at_edge, "refined": m.refined, "ratio": ratio, "overshoot": overshoot}
 
-    def summary(self, analysis) -> dict[str, Any]:
+    def summary(self, analysis: AnalysisResult) -> dict[str, Any]:
         pl = self.output(analysis).per_line
         ratio = distribution(pl["ratio"])
         ratio["cv"] = json_number(ratio["std"] / abs(ratio["mean"])) if ratio["n"] and ratio["mean"] else None

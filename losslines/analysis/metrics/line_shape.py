@@ -7,13 +7,16 @@ degree in ``options.degrees`` on ``|s| <= options.window``, its coefficients (pe
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
 from losslines.analysis.metric import Block, FigureSpec, Metric, MetricResult, Parts, Plan, ReportPart
 from losslines.analysis.polyfit import fit_polynomials, nonparabolic
 from losslines.analysis.summary_stats import distribution, fmt, json_number
+
+if TYPE_CHECKING:
+    from losslines.analysis.results import AnalysisResult
 
 MAE2_PARABOLIC = 1e-3  # paper, claim 1: MAE_2 of about 1e-3 or below
 
@@ -41,7 +44,7 @@ class LineShapeMetric(Metric):
         per_line = {k: v for k, v in parts.items() if not k.startswith("coef_deg")}
         return MetricResult(per_line=per_line, arrays={f"coef_deg{k}": v for k, v in coef.items()}, value=coef)
 
-    def summary(self, analysis) -> dict[str, Any]:
+    def summary(self, analysis: AnalysisResult) -> dict[str, Any]:
         pl, coef, options = self.output(analysis).per_line, self.output(analysis).value, analysis.options
         mae2 = pl.get("mae2")
         return {"shape": {
@@ -61,7 +64,7 @@ class LineShapeMetric(Metric):
                  f"| lines flagged not parabolic (kink) | {sh['not_parabolic_lines']} |"]
         return ReportPart(headline=tuple(rows))
 
-    def figures(self, analysis) -> tuple[FigureSpec, ...]:
+    def figures(self, analysis: AnalysisResult) -> tuple[FigureSpec, ...]:
         from losslines.analysis.figures_metrics import shape_figure
 
         return (FigureSpec("parabolic shape: fit MAE and coefficients (Fig. 4)", "shape", shape_figure),)

@@ -9,13 +9,16 @@ direction batch and on the full batch. Each step's improvement ``L(0) - L(s)`` a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
 from losslines.analysis.metric import Block, FigureSpec, Metric, MetricResult, Parts, Plan, ReportPart, Setup
 from losslines.analysis.steprules import StepOutcome, judge_step, pal_on_line, rule_key, sgd_step
 from losslines.analysis.summary_stats import distribution, fmt, json_number
+
+if TYPE_CHECKING:
+    from losslines.analysis.results import AnalysisResult
 
 SGD_FACTORS = (0.25, 0.5, 1.0, 2.0)
 OUTCOME_PARTS = ("step", "improvement", "distance")
@@ -80,7 +83,7 @@ class ReplayedRulesMetric(Metric):
         return MetricResult(arrays=arrays, value=ReplayedRules(outcomes, accumulated),
                             marks={k: o.step for k, o in outcomes.items()})
 
-    def summary(self, analysis) -> dict[str, Any]:
+    def summary(self, analysis: AnalysisResult) -> dict[str, Any]:
         rules: ReplayedRules = self.output(analysis).value
         acc = rules.accumulated
         return {"rules": {k: {"step": distribution(o.step), "improvement": distribution(o.improvement),
@@ -102,7 +105,7 @@ class ReplayedRulesMetric(Metric):
                   "(it counts as 0 in the accumulated sum)."]
         return ReportPart(section=tuple(lines))
 
-    def figures(self, analysis) -> tuple[FigureSpec, ...]:
+    def figures(self, analysis: AnalysisResult) -> tuple[FigureSpec, ...]:
         from losslines.analysis.figures_metrics import metrics_figure
 
         return (FigureSpec("metrics over training (Fig. 6)", "metrics", metrics_figure),)

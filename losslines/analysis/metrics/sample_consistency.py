@@ -8,13 +8,16 @@ disagree.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
 from losslines.analysis.metric import Block, Metric, Parts, Plan, ReportPart, Setup, Stage
 from losslines.analysis.metrics.batch_size_study import NO_SAMPLE_TRAIN
 from losslines.analysis.summary_stats import fmt, json_number
+
+if TYPE_CHECKING:
+    from losslines.analysis.results import AnalysisResult
 
 SPLITS = ("batch", "train")
 
@@ -46,7 +49,7 @@ class SampleConsistencyMetric(Metric):
             parts[f"sample_mean_gap_{split}"] = gaps
         return parts
 
-    def summary(self, analysis) -> dict[str, Any]:
+    def summary(self, analysis: AnalysisResult) -> dict[str, Any]:
         pl = self.output(analysis).per_line
         out = {}
         for split in ("train", "batch"):

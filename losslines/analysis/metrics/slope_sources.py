@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
 from losslines.analysis.metric import Block, Metric, MetricResult, Parts, Plan, ReportPart, Setup
 from losslines.analysis.slopes import slope_stencil
 from losslines.analysis.summary_stats import distribution
+
+if TYPE_CHECKING:
+    from losslines.analysis.results import AnalysisResult
 
 SPLITS = ("train", "batch")
 
@@ -74,7 +77,7 @@ class SlopeSourcesMetric(Metric):
         per_line = {f"slope0_{s}": parts[f"slope0_{s}"] for s in SPLITS if f"slope0_{s}" in parts}
         return MetricResult(per_line=per_line, value=SlopeSources(counts, parts.get("batch_check")))
 
-    def summary(self, analysis) -> dict[str, Any]:
+    def summary(self, analysis: AnalysisResult) -> dict[str, Any]:
         sources: SlopeSources = self.output(analysis).value
         out: dict[str, Any] = {"slope_sources": sources.counts}
         if sources.batch_check is not None:
