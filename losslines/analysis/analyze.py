@@ -14,9 +14,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from losslines.analysis.compute import compute
+from losslines.analysis.metric import FigureSpec
+from losslines.analysis.metric_options import (
+    add_metric_arguments,
+    comma_floats,
+    comma_ints,
+    metric_options_from_args,
+)
+from losslines.analysis.registry import registered_metrics
 from losslines.analysis.report import write_outputs
 from losslines.analysis.results import AnalysisOptions, AnalysisResult
 from losslines.analysis.source import LineSource, parse_lines
@@ -73,9 +79,8 @@ def analyze_store(
     selection = parse_lines(lines, source.committed_lines)
     out = Path(out_dir) if out_dir is not None else Path(str(Path(path)).rstrip("/") + ".analysis")
     out.mkdir(parents=True, exist_ok=True)
-    sink = _matrix_sink(out, len(selection), options) if options.save_distance_matrix else None
     t0 = time.perf_counter()
-    result = compute(source, selection, options, distance_sink=sink)
+    result = compute(source, selection, options, out_dir=out)
     t1 = time.perf_counter()
     drawn = _draw(result, out) if figures else {}
     result.timing.update(compute_s=round(t1 - t0, 3), figures_s=round(time.perf_counter() - t1, 3))
@@ -83,37 +88,17 @@ def analyze_store(
     return AnalysisReport(out, out / "report.md", out / "metrics.json", summary, drawn, result)
 
 
-def _matrix_sink(out: Path, n: int, options: AnalysisOptions):
-    """Write every distance tile into ``distances.zarr`` (float32 ``[N, N]``, on disk)."""
-    import zarr
-
-    stride = max(1, -(-n // options.max_distance_lines))
-    n = len(range(0, n, stride))  # the lines compare_distances keeps (as in compute)
-    block = options.distance_block
-    array = zarr.create_array(store=str(out / "distances.zarr"), shape=(n, n), chunks=(block, block),
-                              dtype="float32", fill_value=float("nan"), overwrite=True,
-                              dimension_names=("line_a", "line_b"))
-
-    def sink(r0: int, c0: int, tile: np.ndarray) -> None:
-        array[r0:r0 + tile.shape[0], c0:c0 + tile.shape[1]] = tile.astype(np.float32)
-
-    return sink
+def figure_specs(res: AnalysisResult) -> list[FigureSpec]:
+    """The figures of every computed metric, in registration order (a skipped metric draws none)."""
+    return [spec for metric in res.metrics if res.outputs[metric.name].computed for spec in metric.figures(res)]
 
 
 def _draw(res: AnalysisResult, out: Path) -> dict[str, list[Path]]:
+    """Every computed metric's figures, then the line plots."""
     # matplotlib only when figures are drawn: every `losslines` command imports this module.
     from losslines.analysis.figures_lines import line_figure
-    from losslines.analysis.figures_metrics import (batchsize_figure, directions_figure, distance_figure,
-                                                    metrics_figure, shape_figure)
 
-    figs = {"metrics over training (Fig. 6)": ("metrics", metrics_figure(res)),
-            "parabolic shape: fit MAE and coefficients (Fig. 4)": ("shape", shape_figure(res))}
-    if res.distances is not None:
-        figs["line-to-line distances (Fig. 3)"] = ("distances", distance_figure(res))
-    if res.batch_study is not None:
-        figs["batch size versus learning rate (Fig. 7)"] = ("batch_size", batchsize_figure(res))
-    if res.directions is not None:
-        figs["all directions (Fig. 8)"] = ("directions", directions_figure(res))
+    figs = {spec.title: (spec.stem, spec.draw(res)) for spec in figure_specs(res)}
     for view in res.views:
         figs[f"line {view.line} (Figs. 2, 5)"] = (f"line_{view.line:06d}", line_figure(res.position, view))
     written: dict[str, list[Path]] = {}
@@ -127,20 +112,6 @@ def _draw(res: AnalysisResult, out: Path) -> dict[str, list[Path]]:
     return written
 
 
-def _floats(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
-
-
 def add_analyze_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the arguments of ``losslines analyze`` to ``parser``."""
     d = AnalysisOptions()
@@ -149,13 +120,13 @@ def add_analyze_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
     parser.add_argument("--lines", default=None, metavar="START:STOP[:STEP]",
                         help="analysed committed lines, Python slice syntax (default: all)")
     parser.add_argument("--window", type=float, default=d.window, help="fit/distance window half-width |s| <= W")
-    parser.add_argument("--plot-lines", type=_ints, default=None, metavar="I,J,...",
+    parser.add_argument("--plot-lines", type=comma_ints, default=None, metavar="I,J,...",
                         help="committed lines to draw as line plots (default: 4 spread out)")
-    parser.add_argument("--sgd-lrs", type=_floats, default=None, metavar="LR,...",
+    parser.add_argument("--sgd-lrs", type=comma_floats, default=None, metavar="LR,...",
                         help="learning rates of the replayed SGD rules (default: 1/4..2 x the run's lr)")
-    parser.add_argument("--pal-mus", type=_floats, default=d.pal_mus, metavar="MU,...",
+    parser.add_argument("--pal-mus", type=comma_floats, default=d.pal_mus, metavar="MU,...",
                         help="measuring steps of the replayed PAL rules")
-    parser.add_argument("--batch-sizes", type=_ints, default=None, metavar="B,...",
+    parser.add_argument("--batch-sizes", type=comma_ints, default=None, metavar="B,...",
                         help="batch sizes of the batch-size study (default: n_B/8 .. 8 n_B)")
     parser.add_argument("--draws", type=int, default=d.n_draws, help="random batches per size and line")
     parser.add_argument("--seed", type=int, default=d.seed, help="seed of the random batches")
@@ -164,6 +135,7 @@ def add_analyze_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
                         help="also write the full distance matrix to OUT/distances.zarr")
     parser.add_argument("--no-figures", action="store_true", help="write report.md and metrics.json only")
     parser.add_argument("--formats", default="png,pdf", help="figure formats (png, pdf, svg)")
+    add_metric_arguments(parser, registered_metrics())
     return parser
 
 
@@ -174,6 +146,7 @@ def run_analyze(args: argparse.Namespace) -> AnalysisReport:
         batch_sizes=args.batch_sizes, n_draws=args.draws, seed=args.seed, smoothing=args.smoothing,
         save_distance_matrix=args.save_distance_matrix,
         formats=tuple(f.strip() for f in args.formats.split(",") if f.strip()),
+        metric_options=metric_options_from_args(args, registered_metrics()),
     )
     report = analyze_store(args.store, args.out, lines=args.lines, options=options, figures=not args.no_figures)
     print(f"wrote {report.report} ({report.summary['analysed_lines']} lines; "

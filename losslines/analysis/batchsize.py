@@ -53,7 +53,7 @@ class BatchDraws:
     train_index: np.ndarray
 
 
-def draw_batches(
+def draw_sample_batches(
     n_batch: int,
     pool: np.ndarray,
     batch_sizes: tuple[int, ...],
@@ -111,7 +111,7 @@ def batch_slopes(
     Args:
         slope_batch: ``[n_B]`` per-sample slopes of the direction batch (nats per unit s).
         slope_train: ``[N]`` per-sample slopes of the training split (needed for super-batches).
-        draws: output of :func:`draw_batches`.
+        draws: output of :func:`draw_sample_batches`.
 
     Returns:
         ``[len(draws), D]`` slopes, nats per unit s.
@@ -126,6 +126,28 @@ def batch_slopes(
             total = total + np.asarray(slope_train, dtype=np.float64)[d.train_index].sum(axis=1)
         rows.append(total / d.size)
     return np.stack(rows) if rows else np.empty((0, 0))
+
+
+@dataclass(frozen=True)
+class BatchStudy:
+    """Batch size versus learning rate (Fig. 7).
+
+    Attributes:
+        batch_sizes: ``[S]`` sizes b; ``n_batch``: n_B.
+        expected_ratio: ``[S]`` n_B / b for super-batches, 1 otherwise.
+        slopes: ``[L, S, D]`` slope at 0 of every drawn batch (nats per unit s).
+        batch_slope: ``[L]`` the direction batch's own slope from the same stencil.
+        sgd_steps: ``[L, S]`` mean over draws of ``-λ L_S'(0)``, the step SGD would take.
+        method: how slopes were obtained (stencil, its bias and noise).
+    """
+
+    batch_sizes: np.ndarray
+    n_batch: int
+    expected_ratio: np.ndarray
+    slopes: np.ndarray
+    batch_slope: np.ndarray
+    sgd_steps: np.ndarray
+    method: str
 
 
 def super_batch_pool(sample_ids_train: np.ndarray, batch_ids: np.ndarray) -> np.ndarray:

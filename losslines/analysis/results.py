@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
 from losslines.analysis.bands import BatchBands
-from losslines.analysis.directions import DirectionStats
-from losslines.analysis.distances import DistanceSummary
+from losslines.analysis.batchsize import BatchStudy
 from losslines.analysis.polyfit import DEFAULT_DEGREES, DEFAULT_REL_TOL, DEFAULT_WINDOW
 from losslines.analysis.slopes import DEFAULT_HALF_POINTS
 from losslines.analysis.smoothing import DEFAULT_SMOOTHING
-from losslines.analysis.steprules import StepOutcome
+
+if TYPE_CHECKING:
+    from losslines.analysis.direction_stats import DirectionStats
+    from losslines.analysis.distances import DistanceSummary
+    from losslines.analysis.metric import Metric, MetricResult
+    from losslines.analysis.steprules import StepOutcome
+
+__all__ = ["AnalysisOptions", "AnalysisResult", "BatchStudy", "LineView", "FIGURE_FORMATS"]
 
 FIGURE_FORMATS = ("png", "pdf")
 
@@ -40,6 +47,8 @@ class AnalysisOptions:
         sample_block_bytes: memory budget of one block of per-sample losses.
         save_distance_matrix: also write the full matrix to ``distances.zarr`` (float32).
         formats: figure file formats.
+        metric_options: ``{metric name: its options record}`` for metrics that declare their own
+            knobs (:attr:`losslines.analysis.metric.Metric.options_type`); missing: defaults.
     """
 
     window: float = DEFAULT_WINDOW
@@ -59,6 +68,7 @@ class AnalysisOptions:
     sample_block_bytes: int = 64 * 2**20
     save_distance_matrix: bool = False
     formats: tuple[str, ...] = FIGURE_FORMATS
+    metric_options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.window > 0:
@@ -94,33 +104,20 @@ class LineView:
     marks: dict[str, float]
 
 
-@dataclass(frozen=True)
-class BatchStudy:
-    """Batch size versus learning rate (Fig. 7).
-
-    Attributes:
-        batch_sizes: ``[S]`` sizes b; ``n_batch``: n_B.
-        expected_ratio: ``[S]`` n_B / b for super-batches, 1 otherwise.
-        slopes: ``[L, S, D]`` slope at 0 of every drawn batch (nats per unit s).
-        batch_slope: ``[L]`` the direction batch's own slope from the same stencil.
-        sgd_steps: ``[L, S]`` mean over draws of ``-λ L_S'(0)``, the step SGD would take.
-        method: how slopes were obtained (stencil, its bias and noise).
-    """
-
-    batch_sizes: np.ndarray
-    n_batch: int
-    expected_ratio: np.ndarray
-    slopes: np.ndarray
-    batch_slope: np.ndarray
-    sgd_steps: np.ndarray
-    method: str
-
-
 @dataclass
 class AnalysisResult:
-    """Everything the figures and the report need. Per-line arrays are ``[L]`` over the
-    analysed lines ``lines`` (committed indices); ``accumulated[rule]`` holds the running sums
-    ``{"improvement": [L], "distance": [L]}`` of a rule (NaN lines count as 0)."""
+    """Everything the figures and the report need.
+
+    Per-line arrays are ``[L]`` over the analysed lines ``lines`` (committed indices).
+
+    Attributes:
+        metrics: the metrics that ran, in registration (presentation) order.
+        outputs: ``{metric name: MetricResult}``, skipped ones included (``computed`` False).
+        per_line: ``{name: [L]}`` the store's ``step``, ``lr``, ``direction_norm``,
+            ``update_step`` and every metric's per-line values.
+        views: the lines drawn as line plots.
+        skipped, notes: every metric's reasons and caveats, in registration order, each once.
+    """
 
     store: str
     status: str
@@ -128,17 +125,66 @@ class AnalysisResult:
     lines: np.ndarray
     position: np.ndarray
     options: AnalysisOptions
+    metrics: tuple[Metric, ...] = ()
+    outputs: dict[str, MetricResult] = field(default_factory=dict)
     per_line: dict[str, np.ndarray] = field(default_factory=dict)
-    coef: dict[int, np.ndarray] = field(default_factory=dict)
-    rules: dict[str, StepOutcome] = field(default_factory=dict)
-    accumulated: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
-    slope_sources: dict[str, dict[str, int]] = field(default_factory=dict)
-    distances: DistanceSummary | None = None
-    distance_lines: np.ndarray | None = None
-    batch_study: BatchStudy | None = None
     views: list[LineView] = field(default_factory=list)
-    directions: DirectionStats | None = None
-    direction_steps: np.ndarray | None = None
     skipped: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     timing: dict[str, float] = field(default_factory=dict)
+
+    def value(self, metric: str) -> Any:
+        """The typed value of one metric's result (None when it did not run or has none)."""
+        out = self.outputs.get(metric)
+        return None if out is None else out.value
+
+    # The attributes of the built-in metrics, by their former names.
+
+    @property
+    def rules(self) -> dict[str, StepOutcome]:
+        """``{rule key: StepOutcome}`` of the replayed step rules."""
+        v = self.value("rules")
+        return v.outcomes if v is not None else {}
+
+    @property
+    def accumulated(self) -> dict[str, dict[str, np.ndarray]]:
+        """``{rule key: {"improvement": [L], "distance": [L]}}`` running sums (NaN counts as 0)."""
+        v = self.value("rules")
+        return v.accumulated if v is not None else {}
+
+    @property
+    def coef(self) -> dict[int, np.ndarray]:
+        """``{degree k: [L, k + 1]}`` polynomial coefficients, highest power first."""
+        v = self.value("shape")
+        return v if v is not None else {}
+
+    @property
+    def slope_sources(self) -> dict[str, dict[str, int]]:
+        """``{split: {"exact": n, "grid": n}}``: where the slopes at 0 came from."""
+        v = self.value("slope_sources")
+        return v.counts if v is not None else {}
+
+    @property
+    def distances(self) -> DistanceSummary | None:
+        v = self.value("distances")
+        return v.summary if v is not None else None
+
+    @property
+    def distance_lines(self) -> np.ndarray | None:
+        """Committed indices of the lines in the distance matrices."""
+        v = self.value("distances")
+        return v.lines if v is not None else None
+
+    @property
+    def batch_study(self) -> BatchStudy | None:
+        return self.value("batch_size")
+
+    @property
+    def directions(self) -> DirectionStats | None:
+        v = self.value("directions")
+        return v.stats if v is not None else None
+
+    @property
+    def direction_steps(self) -> np.ndarray | None:
+        v = self.value("directions")
+        return v.steps if v is not None else None

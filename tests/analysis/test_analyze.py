@@ -40,7 +40,7 @@ def test_report_on_a_full_store_matches_the_known_answers(parabola_store, tmp_pa
 
 
 def test_batch_size_closed_form_via_the_same_seeded_draws(parabola_store, tmp_path):
-    from losslines.analysis.batchsize import draw_batches, super_batch_pool
+    from losslines.analysis.batchsize import draw_sample_batches, super_batch_pool
 
     truth = parabola_store
     res = analyze_store(truth["path"], tmp_path / "o", options=AnalysisOptions(n_draws=3, seed=7), figures=False).result
@@ -48,7 +48,7 @@ def test_batch_size_closed_form_via_the_same_seeded_draws(parabola_store, tmp_pa
     ids = np.arange(1000, 1064)
     for line in range(12):
         pool = super_batch_pool(ids, truth["batch_ids"][line])
-        draws = draw_batches(16, pool, tuple(st.batch_sizes), 3, np.random.default_rng([7, line]))
+        draws = draw_sample_batches(16, pool, tuple(st.batch_sizes), 3, np.random.default_rng([7, line]))
         for j, d in enumerate(draws):
             closed = (truth["b_batch"][line][d.batch_slots].sum(1) + truth["b_train"][line][d.train_index].sum(1)) / d.size
             np.testing.assert_allclose(st.slopes[line, j], closed, atol=1e-4)

@@ -6,7 +6,7 @@ import pytest
 from losslines.analysis.batchsize import (
     batch_slopes,
     default_batch_sizes,
-    draw_batches,
+    draw_sample_batches,
     expected_ratio,
     super_batch_pool,
 )
@@ -26,7 +26,7 @@ def test_slopes_of_drawn_batches_match_closed_form():
     st = slope_stencil(GRID)
     d = st.apply(per_sample.astype(np.float32), axis=0)
     sizes = (4, 8, 16, 32, 64, 128)
-    draws = draw_batches(n_b, np.arange(n), sizes, 10, np.random.default_rng(5))
+    draws = draw_sample_batches(n_b, np.arange(n), sizes, 10, np.random.default_rng(5))
     got = batch_slopes(d[:n_b], d[n_b:], draws)
     for i, dr in enumerate(draws):
         closed = (b_batch[dr.batch_slots].sum(1) + b_train[dr.train_index].sum(1)) / sizes[i]
@@ -43,12 +43,12 @@ def test_pool_excludes_direction_batch_ids_and_draws_are_seeded():
     ids = np.arange(100, 110)
     pool = super_batch_pool(ids, np.array([101, 105, -1]))
     assert 1 not in pool and 5 not in pool and pool.size == 8
-    d1 = draw_batches(4, pool, (2, 6), 3, np.random.default_rng([1, 7]))
-    d2 = draw_batches(4, pool, (2, 6), 3, np.random.default_rng([1, 7]))
+    d1 = draw_sample_batches(4, pool, (2, 6), 3, np.random.default_rng([1, 7]))
+    d2 = draw_sample_batches(4, pool, (2, 6), 3, np.random.default_rng([1, 7]))
     assert all(np.array_equal(x.train_index, y.train_index) and np.array_equal(x.batch_slots, y.batch_slots)
                for x, y in zip(d1, d2))
     with pytest.raises(ValueError, match="impossible"):
-        draw_batches(4, pool, (13,), 1, np.random.default_rng(0))
+        draw_sample_batches(4, pool, (13,), 1, np.random.default_rng(0))
     with pytest.raises(ValueError, match="training losses"):
         batch_slopes(np.ones(4), None, d1)
 

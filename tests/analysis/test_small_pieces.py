@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from losslines.analysis.bands import batch_bands
-from losslines.analysis.directions import direction_stats
+from losslines.analysis.direction_stats import direction_stats
 from losslines.analysis.smoothing import moving_average
 
 GRID = np.round(np.arange(-83, 84) * 0.006, 12)
