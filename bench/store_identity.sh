@@ -22,8 +22,9 @@ WORK="$(mktemp -d)"
 trap 'git -C "$REPO" worktree remove --force "$WORK/rev" >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
 git -C "$REPO" worktree add --detach -q "$WORK/rev" "$REV"
 
-run_at() {  # run_at SOURCE_DIR: the CLI of that source tree writes $WORK/store.zarr
-    (cd "$REPO" && PYTHONPATH="$1" "$PY" -c 'import sys; from losslines.cli import main; sys.exit(main(sys.argv[1:]))' \
+run_at() {  # run_at SOURCE_DIR [--set ...]: the CLI of that source tree writes $WORK/store.zarr
+    local src="$1"; shift
+    (cd "$REPO" && PYTHONPATH="$src" "$PY" -c 'import sys; from losslines.cli import main; sys.exit(main(sys.argv[1:]))' \
         run "$CONFIG" --out "$WORK/store.zarr" -q "$@")
 }
 echo "store_identity: $CONFIG with $REV ..." >&2

@@ -49,3 +49,24 @@ def test_nan_equals_nan_but_other_bits_do_not(tmp_path, kit):
     assert diff_stores(a, b) == []
     zarr.open_group(str(b), mode="r+")["loss_train"][0, 1] = np.float32(1e-30)
     assert any(f.startswith("array loss_train:") for f in diff_stores(a, b))
+
+
+def test_the_identity_script_finds_a_checkout_identical_to_its_own_head(tmp_path):
+    """bench/store_identity.sh end to end at tiny size: HEAD's code and the working tree's write the
+    same store (the working tree may differ from HEAD only outside what a run writes)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    if shutil.which("git") is None or not (repo / ".git").exists():
+        raise AssertionError("the identity script needs a git checkout of the repository")
+    tiny = ["--set", "train.steps=4", "--set", "measure.every=2", "--set", "measure.spacing=0.25",
+            "--set", "measure.max_enlargements=0", "--set", "data.n_val=40", "--set", "train.checkpoint_every=0"]
+    proc = subprocess.run(["bash", str(repo / "bench" / "store_identity.sh"), "HEAD", "configs/quickstart.toml", *tiny],
+                          capture_output=True, text=True, timeout=600, cwd=repo,
+                          env={**os.environ, "PYTHON": sys.executable})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "identical:" in proc.stdout and "0 difference(s)" in proc.stdout
