@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call
 
+from losslines.engine import batched
 from losslines.engine.directions import Direction, tensor_norm, trainable_parameters
 from losslines.engine.rng import preserved_rng
 from losslines.losses import get_loss
@@ -48,7 +48,7 @@ def batch_gradient(model: nn.Module, x: Tensor, y: Tensor, *, params: dict[str, 
     try:
         model.train(train_mode)
         with preserved_rng(), torch.enable_grad():
-            out = functional_call(model, (leaves, copies), (x,))
+            out = batched.call(model, x, (leaves, copies))
             value = get_loss(loss).training_loss(out, y)
             grads = torch.autograd.grad(value, list(leaves.values()))
     finally:
@@ -94,9 +94,10 @@ def measure_all_directions(sampler, step: int, *, epoch: int, lr: float, train: 
     trained_bn = "batch" if model.training else "running"
     x_all, y_all = train
     records = []
-    for idx in draw_direction_batches(x_all.shape[0], batch_size, count, seed):
-        dev_idx = idx.to(x_all.device)
-        xb, yb = x_all[dev_idx], y_all[dev_idx]
+    device = batched.leaves(x_all)[0].device
+    for idx in draw_direction_batches(batched.rows(x_all), batch_size, count, seed):
+        dev_idx = idx.to(device)
+        xb, yb = batched.take(x_all, dev_idx), batched.take(y_all, dev_idx)
         grad = batch_gradient(model, xb, yb, params=theta_t, buffers=buffers_t, loss=loss,
                               train_mode=trained_bn == "batch")
         norm = tensor_norm(grad.values())

@@ -39,6 +39,7 @@ import torch
 from torch import Tensor, nn
 from torch.autograd import forward_ad
 
+from losslines.engine import batched
 from losslines.engine.line import LinePoints
 from losslines.engine.memory import (CPU_MEMORY_BUDGET, ForwardProfile, check_memory_budget, default_memory_budget,
                                      profile_forward)
@@ -162,14 +163,16 @@ class LineEvaluator:
         self.bn_group = int(bn_group) if bn_group is not None else None
         self.backend, self.self_check, self.memory_budget = backend, self_check, memory_budget
         # vmap has no batching rule for the strided copies channels-last needs (slow fallback).
+        images = isinstance(inputs, Tensor) and inputs.dim() == 4
         self.channels_last = memory_format == "channels_last" or (
-            memory_format == "auto" and self.strategy.name == "loop" and inputs.dim() == 4
+            memory_format == "auto" and self.strategy.name == "loop" and images
             and any(p.dim() == 4 for p in model.parameters()))
-        if self.channels_last and (inputs.dim() != 4 or self.strategy.name != "loop"):
+        if self.channels_last and (not images or self.strategy.name != "loop"):
+            shape = tuple(inputs.shape) if isinstance(inputs, Tensor) else type(inputs).__name__
             raise ValueError("memory_format='channels_last' needs image inputs [N, C, H, W] and the 'loop' "
-                             f"strategy, got inputs {tuple(inputs.shape)} and strategy {self.strategy.name!r}")
+                             f"strategy, got inputs {shape} and strategy {self.strategy.name!r}")
         self.inputs, self.targets = self._prepare_data(inputs, targets, first)
-        self.n_samples = self.inputs.shape[0]
+        self.n_samples = batched.rows(self.inputs)
         if bn == "batch" and self.n_samples % self.bn_group == 1 and any(
                 isinstance(m, nn.BatchNorm1d) for m in model.modules()):
             raise ValueError(
@@ -187,16 +190,17 @@ class LineEvaluator:
         an "auto" evaluator has measured its first line). ``report.as_attrs()`` is JSON."""
         return self.strategy.report
 
-    def _prepare_data(self, inputs: Tensor, targets: Tensor, first: Tensor) -> tuple[Tensor, Tensor]:
-        if not isinstance(inputs, Tensor) or not isinstance(targets, Tensor):
-            raise ValueError("inputs and targets must be tensors")
-        if inputs.shape[0] == 0 or inputs.shape[0] != targets.shape[0]:
-            raise ValueError(f"inputs ({inputs.shape[0]}) and targets ({targets.shape[0]}) must hold the "
-                             "same, non-zero number of samples")
-        x = inputs.to(device=first.device, dtype=first.dtype if inputs.is_floating_point() else inputs.dtype)
+    def _prepare_data(self, inputs, targets, first: Tensor):
+        n, n_targets = batched.rows(inputs), batched.rows(targets)
+        if n == 0 or n != n_targets:
+            raise ValueError(f"inputs ({n}) and targets ({n_targets}) must hold the same, non-zero number of samples")
+        x = batched.to_device(inputs, first.device, first.dtype)
         y, self.has_accuracy = self.loss_spec.prepare_targets(targets, first.dtype, first.device)
-        x = x.contiguous(memory_format=torch.channels_last) if self.channels_last else x.contiguous()
-        return x, y.contiguous()
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        else:
+            x = batched.map_tensors(lambda t: t.contiguous(), x)
+        return x, batched.map_tensors(lambda t: t.contiguous(), y)
 
     # -- chunking -------------------------------------------------------------------------------
 
@@ -253,11 +257,12 @@ class LineEvaluator:
             if self.self_check and not self._checked:
                 self._double_check(line, chunks[0])
             self._prepare_strategy(line, pos, chunks[0])
-            sample_loss, line_sum, correct = self._values(line, pos, chunks)
+            sample_loss, line_sum, correct, counted = self._values(line, pos, chunks)
             slopes = self._slopes(line, chunks) if slope else None
         n = self.n_samples
-        accuracy = (correct.cpu().numpy() / n).astype(np.float64) if self.has_accuracy \
-            else np.full(pos.size, np.nan)
+        with np.errstate(invalid="ignore", divide="ignore"):  # nothing counted: NaN
+            accuracy = (correct.cpu().numpy() / counted.cpu().numpy()).astype(np.float64) if self.has_accuracy \
+                else np.full(pos.size, np.nan)
         if slopes is None:
             slope0, sample_slope0 = float("nan"), np.full(n, np.nan)
         else:
@@ -271,10 +276,11 @@ class LineEvaluator:
         )
 
     def _double_check(self, line: LinePoints, rows: slice) -> None:
+        x = batched.take(self.inputs, rows)
         with torch.no_grad():
-            a = line.forward(0.0, self.inputs[rows])
-            b = line.forward(0.0, self.inputs[rows])
-        if not torch.equal(a, b):
+            a = line.forward(0.0, x)
+            b = line.forward(0.0, x)
+        if not batched.equal(a, b):
             raise RuntimeError(
                 "evaluating the same point twice gave different outputs: the model's forward is not "
                 "deterministic (functional dropout, noise layers, or nondeterministic kernels — try "
@@ -284,32 +290,32 @@ class LineEvaluator:
 
     def _prepare_strategy(self, line: LinePoints, pos: np.ndarray, rows: slice) -> None:
         """Let the strategy prepare on the first data chunk ("auto" times its candidates here)."""
-        x = self.inputs[rows]
+        x = batched.take(self.inputs, rows)
         n_out = [0]
 
         def chunk(name: str) -> int:
             if not n_out[0]:
                 with torch.no_grad():
                     # the whole chunk: one row cannot pass a train-mode BatchNorm1d
-                    n_out[0] = int(np.prod(line.forward(0.0, x).shape[1:]))
-            return self._point_chunk(line, x.shape[0], n_out[0], pos.size, make_strategy(name))
+                    n_out[0] = batched.numel_per_row(line.forward(0.0, x))
+            return self._point_chunk(line, batched.rows(x), n_out[0], pos.size, make_strategy(name))
 
         self.strategy.prepare(line, pos, x, chunk)
 
-    def _targets_for(self, rows: slice, k: int) -> Tensor:
-        y = self.targets[rows]
-        return y.repeat(k) if y.dim() == 1 else y.repeat(k, 1)
+    def _targets_for(self, rows: slice, k: int):
+        return batched.repeat_rows(batched.take(self.targets, rows), k)
 
-    def _values(self, line: LinePoints, pos: np.ndarray, chunks: list[slice]) -> tuple[Tensor, Tensor, Tensor]:
+    def _values(self, line: LinePoints, pos: np.ndarray, chunks: list[slice]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         k_total = pos.size
         sample_loss = None
         line_sum = torch.zeros(k_total, dtype=torch.float64, device=line.device)
         correct = torch.zeros(k_total, dtype=torch.int64, device=line.device)
+        counted = torch.zeros(k_total, dtype=torch.int64, device=line.device)
         k_step = None
         with torch.no_grad():
             for rows in chunks:
-                x = self.inputs[rows]
-                n = x.shape[0]
+                x = batched.take(self.inputs, rows)
+                n = batched.rows(x)
                 start = 0
                 while start < k_total:
                     # the very first call evaluates one point; its output size fixes the point chunk
@@ -322,18 +328,18 @@ class LineEvaluator:
                     if sample_loss is None:
                         sample_loss = torch.empty(k_total, self.n_samples, dtype=red.sample_loss.dtype,
                                                   device=line.device)
-                        k_step = self._point_chunk(line, n, int(logits[0].numel()), k_total, self.strategy)
+                        per_row = batched.numel_per_row(out) // k  # one point's outputs per sample
+                        k_step = self._point_chunk(line, n, per_row, k_total, self.strategy)
                     sample_loss[start:stop, rows] = red.sample_loss.view(k, n)
                     line_sum[start:stop] += red.line_sum
                     correct[start:stop] += red.correct
+                    counted[start:stop] += n if red.counted is None else red.counted
                     start = stop
-        return sample_loss, line_sum, correct
+        return sample_loss, line_sum, correct, counted
 
-    def _as_logits(self, out: Tensor, k: int, n: int) -> Tensor:
-        """``[k, n, ...]`` outputs as the loss's line-major rows ``[k*n, ...]``, shape-checked."""
-        if out.shape[:2] != (k, n):
-            raise ValueError(f"strategy returned outputs of shape {tuple(out.shape)}, expected [{k}, {n}, ...]")
-        return self.loss_spec.as_rows(out.reshape(k * n, *out.shape[2:]))
+    def _as_logits(self, out, k: int, n: int):
+        """``[k, n, ...]`` outputs (any structure) as the loss's line-major rows ``[k*n, ...]``."""
+        return self.loss_spec.as_rows(batched.flatten_points(out, k, n))
 
     def _slopes(self, line: LinePoints, chunks: list[slice]) -> Tensor:
         """``[N]`` float64 exact ``dℓ_i/ds`` at s = 0, by forward-mode AD per chunk (group)."""
@@ -341,10 +347,11 @@ class LineEvaluator:
         s0 = torch.zeros((), dtype=line.dtype, device=line.device)
         one = torch.ones((), dtype=line.dtype, device=line.device)
         for rows in chunks:
-            x, y = self.inputs[rows], self.targets[rows]
+            x, y = batched.take(self.inputs, rows), batched.take(self.targets, rows)
             with forward_ad.dual_level():
                 s = _make_dual(s0, one)
-                logits = self._as_logits(line.forward_dual(s, x).unsqueeze(0), 1, x.shape[0])
+                outputs = batched.map_tensors(lambda t: t.unsqueeze(0), line.forward_dual(s, x))
+                logits = self._as_logits(outputs, 1, batched.rows(x))
                 self.loss_spec.check(logits, y)
                 per_sample, _ = self.loss_spec.reference(logits, y)
                 tangent = forward_ad.unpack_dual(per_sample).tangent

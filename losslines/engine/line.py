@@ -1,9 +1,10 @@
 """One line through parameter space, ``θ(s) = θ_t + s·û``, as a pure function of s (docs/design.md, "The measurement").
 
-``LinePoints`` binds a model to θ_t and the unit direction û and evaluates the model at any s with
+``LinePoints`` binds a model to θ_t and the direction u and evaluates the model at any s with
 ``torch.func.functional_call``: every point is built from the pristine θ_t, never by moving the
-model's parameters. For float32 models the point is rounded once from float64
-(``fl32(θ_t + s·û)``), so ``θ(0) == θ_t`` bit for bit and no rounding accumulates with |s|.
+model's parameters. Each point is rounded once from float64, tensor by tensor
+(``fl(θ_t + (s/‖u‖)·u)``), so ``θ(0) == θ_t`` bit for bit and no rounding accumulates with |s|;
+no float64 copy of the whole model is ever held.
 The model's own parameters and buffers are never handed to the forward: buffers are copied once,
 so a train-mode BatchNorm forward updates the copies' running statistics, not the model's.
 """
@@ -15,8 +16,8 @@ from typing import Mapping
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call
 
+from losslines.engine import batched
 from losslines.engine.directions import tensor_norm
 
 
@@ -54,10 +55,17 @@ def _as_direction_dict(direction, trainable: Mapping[str, Tensor]) -> dict[str, 
 class LinePoints:
     """The model restricted to the line ``θ_t + s·û``.
 
+    Memory: the line keeps references to θ_t and to the direction as given (no copies; a copy
+    only where a dtype, device or memory layout must change) and the scale ``1/‖u‖``. A point's
+    parameters are built tensor by tensor, each rounded once from a transient float64 of that one
+    tensor, ``fl(θ_t + (s/‖u‖)·u)``: beyond θ_t and u a line needs one parameter set in the
+    model's dtype (the point the forward runs at) plus float64 temporaries of one tensor, for any
+    model size and dtype (float32, bfloat16, float16; float64 models are exact).
+
     Args:
         model: the model; only read (its parameters, buffers and names).
         direction: ``{name: tensor}`` over trainable parameters (missing = 0) or a flat vector
-            in ``named_parameters()`` order of the trainable parameters; normalised here.
+            in ``named_parameters()`` order of the trainable parameters; any scale.
         params: optional θ_t for some or all parameters (default: the model's current values).
         buffers: optional buffer values (default: the model's current buffers); always copied.
         channels_last: hold 4-D parameters (convolution weights) in channels-last layout, so
@@ -101,18 +109,12 @@ class LinePoints:
                              "a line needs a non-zero update direction")
         self.names = list(trainable)
         self.frozen = {n: v for n, v in theta.items() if n not in trainable}
-        # float64 copies: points are rounded once, fl(θ_t + s·û).
-        self.theta64 = {n: theta[n].to(torch.float64) for n in self.names}
-        self.uhat64 = {n: vector[n].detach().to(device=theta[n].device, dtype=torch.float64) / self.direction_length
-                       for n in self.names}
-        if channels_last:  # elementwise θ_t + s·û keeps the layout of its operands
-            for table in (self.theta64, self.uhat64):
-                for n, v in table.items():
-                    if v.dim() == 4:
-                        table[n] = v.contiguous(memory_format=torch.channels_last)
-        self.theta = {n: self.theta64[n].to(theta[n].dtype) if channels_last else theta[n] for n in self.names}
-        self.uhat = {n: self.uhat64[n].to(theta[n].dtype) for n in self.names}
-        self.params_norm = tensor_norm(self.theta64.values())
+        layout = torch.channels_last if channels_last else None
+        self.theta = {n: _laid_out(theta[n], layout) for n in self.names}
+        self.u = {n: _laid_out(vector[n].detach().to(device=theta[n].device, dtype=theta[n].dtype), layout)
+                  for n in self.names}
+        self.scale = 1.0 / self.direction_length  # û = scale · u
+        self.params_norm = tensor_norm(self.theta.values())
         given = dict(buffers or {})
         own = dict(model.named_buffers())
         unknown = sorted(set(given) - set(own))
@@ -120,18 +122,36 @@ class LinePoints:
             raise ValueError(f"buffers has entries {unknown[:3]} that are not buffers of the model")
         self.buffers = {n: given.get(n, b).detach().clone() for n, b in own.items()}
 
+    def point(self, name: str, s) -> Tensor:
+        """Parameter ``name`` at distance ``s`` along û, rounded once to its dtype:
+        ``fl(θ_t + (s/‖u‖)·u)`` from float64 temporaries of this one tensor. ``s`` is a float or
+        a 0-d float64 tensor (also a batched one under ``vmap``); both give the same bits."""
+        theta, u = self.theta[name], self.u[name]
+        c = s * self.scale
+        if theta.dtype == torch.float64:
+            return theta + c * u
+        if isinstance(c, float):  # one float64 temporary, updated in place: c·u, then + θ
+            return u.to(torch.float64).mul_(c).add_(theta).to(theta.dtype)
+        return (c * u.to(torch.float64) + theta.to(torch.float64)).to(theta.dtype)
+
     def params_at(self, s: float) -> dict[str, Tensor]:
         """All parameters at distance ``s`` (float) along û, in the parameters' dtypes."""
-        out = {n: (self.theta64[n] + float(s) * self.uhat64[n]).to(self.theta[n].dtype) for n in self.names}
+        out = {n: self.point(n, float(s)) for n in self.names}
         out.update(self.frozen)
         return out
 
-    def forward(self, s: float, x: Tensor) -> Tensor:
-        """Model output at ``θ(s)`` for inputs ``x`` (caller chooses grad mode and module modes)."""
-        return functional_call(self.model, (self.params_at(s), self.buffers), (x,))
+    def forward(self, s: float, x):
+        """Model output at ``θ(s)`` for inputs ``x`` (a tensor or a tuple/dict of tensors; the
+        caller chooses grad mode and module modes)."""
+        return batched.call(self.model, x, (self.params_at(s), self.buffers))
 
-    def forward_dual(self, s: Tensor, x: Tensor) -> Tensor:
-        """Model output at ``θ_t + s·û`` for a 0-d tensor ``s`` (differentiable in s, e.g. for jvp)."""
-        params = {n: self.theta[n] + s * self.uhat[n] for n in self.names}
+    def forward_dual(self, s: Tensor, x):
+        """Model output at ``θ_t + s·û`` for a 0-d tensor ``s`` in the model's dtype
+        (differentiable in s, e.g. a forward-mode dual number)."""
+        params = {n: self.theta[n] + s * (self.u[n] * self.scale) for n in self.names}
         params.update(self.frozen)
-        return functional_call(self.model, (params, self.buffers), (x,))
+        return batched.call(self.model, x, (params, self.buffers))
+
+
+def _laid_out(t: Tensor, layout) -> Tensor:
+    return t.contiguous(memory_format=layout) if layout is not None and t.dim() == 4 else t

@@ -33,7 +33,9 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from torch.utils import _pytree as pytree
 
+from losslines.engine import batched
 from losslines.engine.line import LinePoints
 
 CPU_MEMORY_BUDGET = 256 * 2**20  # bytes, the fixed default off CUDA
@@ -86,19 +88,19 @@ class ForwardProfile:
         return max(1, LIVE_FACTOR * self.max_bytes)
 
 
-def profile_forward(line: LinePoints, x: Tensor) -> ForwardProfile:
+def profile_forward(line: LinePoints, x) -> ForwardProfile:
     """Profile one no-grad forward of ``line`` at s = 0 on the first ``PROBE_ROWS`` rows of ``x``.
 
     Args:
         line: the bound line (the caller has set the measurement modes).
-        x: ``[n, ...]`` inputs on the line's device.
+        x: ``[n, ...]`` inputs on the line's device (a tensor or a tuple/dict of tensors).
     """
-    probe = x[: min(x.shape[0], PROBE_ROWS)]
-    rows = probe.shape[0]
+    probe = batched.take(x, slice(0, min(batched.rows(x), PROBE_ROWS)))
+    rows = batched.rows(probe)
     total, largest = [0], [0]
 
     def hook(_module, _inputs, output):
-        for t in output if isinstance(output, (tuple, list)) else (output,):
+        for t in pytree.tree_leaves(output):
             if isinstance(t, Tensor):
                 size = t.numel() * t.element_size()
                 total[0] += size

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from losslines.engine import batched
 from losslines.engine.directions import (Direction, DirectionSource, OptimizerStepDirection, SGDDirection,
                                          trainable_parameters)
 from losslines.engine.evaluator import LineEvaluator, LineMeasurement
@@ -229,7 +230,7 @@ class LineSampler:
 
     def _batch_evaluator(self, batch, trained_bn: str) -> LineEvaluator:
         xb, yb = batch
-        n = xb.shape[0]
+        n = batched.rows(xb)
         if self.batch_size is None:
             self.batch_size = n
         if n > self.batch_size:

@@ -32,8 +32,9 @@ from typing import Callable, ClassVar
 import numpy as np
 import torch
 from torch import Tensor
-from torch.func import functional_call, vmap
+from torch.func import vmap
 
+from losslines.engine import batched
 from losslines.engine.line import LinePoints
 from losslines.engine.memory import ForwardProfile, loop_points, vmap_points
 
@@ -77,16 +78,17 @@ class Strategy(ABC):
     name: ClassVar[str]
 
     @abstractmethod
-    def outputs(self, line: LinePoints, positions: np.ndarray, x: Tensor) -> Tensor:
+    def outputs(self, line: LinePoints, positions: np.ndarray, x):
         """Model outputs at each position.
 
         Args:
             line: the bound line ``θ_t + s·û`` (modes and grad mode are set by the caller).
             positions: ``[k]`` float64 distances along û.
-            x: ``[n, ...]`` inputs of one data chunk (one BatchNorm group in ``bn="batch"``).
+            x: ``[n, ...]`` inputs of one data chunk (one BatchNorm group in ``bn="batch"``): a
+                tensor or a tuple/dict of tensors (``engine.batched``).
 
         Returns:
-            ``[k, n, ...]`` outputs, point-major.
+            ``[k, n, ...]`` outputs, point-major (every tensor of the model's output structure).
         """
 
     @abstractmethod
@@ -94,7 +96,7 @@ class Strategy(ABC):
                     k_total: int, budget: int) -> int:
         """Points per ``outputs`` call for ``rows`` samples within ``budget`` bytes (``engine.memory``)."""
 
-    def prepare(self, line: LinePoints, positions: np.ndarray, x: Tensor, chunk: Callable[[str], int]) -> None:
+    def prepare(self, line: LinePoints, positions: np.ndarray, x, chunk: Callable[[str], int]) -> None:
         """Called by the evaluator before each line's values with its first data chunk;
         ``chunk(name)`` is the point chunk of strategy ``name``. Default: nothing to do."""
 
@@ -109,8 +111,8 @@ class LoopStrategy(Strategy):
 
     name = "loop"
 
-    def outputs(self, line: LinePoints, positions: np.ndarray, x: Tensor) -> Tensor:
-        return torch.stack([line.forward(float(s), x) for s in positions])
+    def outputs(self, line: LinePoints, positions: np.ndarray, x):
+        return batched.stack([line.forward(float(s), x) for s in positions])
 
     def point_chunk(self, profile, *, rows, outputs_per_row, element_size, k_total, budget):
         return loop_points(rows=rows, outputs_per_row=outputs_per_row, k_total=k_total, budget=budget)
@@ -121,17 +123,15 @@ class VmapStrategy(Strategy):
 
     name = "vmap"
 
-    def outputs(self, line: LinePoints, positions: np.ndarray, x: Tensor) -> Tensor:
+    def outputs(self, line: LinePoints, positions: np.ndarray, x):
         k = len(positions)
         s = torch.as_tensor(np.asarray(positions, dtype=np.float64), device=line.device)
         model, names, frozen = line.model, line.names, line.frozen
-        theta64, uhat64 = line.theta64, line.uhat64
-        dtypes = {n: line.theta[n].dtype for n in names}
 
-        def point(s_j: Tensor, buffers: dict[str, Tensor]) -> Tensor:
-            params = {n: (theta64[n] + s_j * uhat64[n]).to(dtypes[n]) for n in names}
+        def point(s_j: Tensor, buffers: dict[str, Tensor]):
+            params = {n: line.point(n, s_j) for n in names}
             params.update(frozen)
-            return functional_call(model, (params, buffers), (x,))
+            return batched.call(model, x, (params, buffers))
 
         if any(m.training for m in model.modules()):  # train-mode layers may write their buffers
             buffers = {n: b.unsqueeze(0).expand(k, *b.shape).clone() for n, b in line.buffers.items()}
@@ -165,7 +165,7 @@ class AutoStrategy(Strategy):
     def report(self) -> StrategyReport | None:
         return self._report
 
-    def prepare(self, line: LinePoints, positions: np.ndarray, x: Tensor, chunk: Callable[[str], int]) -> None:
+    def prepare(self, line: LinePoints, positions: np.ndarray, x, chunk: Callable[[str], int]) -> None:
         if self._chosen is not None:
             return
         k = int(max(1, min(self.points, len(positions), chunk("vmap"))))
@@ -186,9 +186,9 @@ class AutoStrategy(Strategy):
         chosen = min(seconds, key=seconds.get)
         self._chosen = self.candidates[chosen]
         self._report = StrategyReport(requested="auto", chosen=chosen, seconds_per_point=seconds, points=k,
-                                      rows=int(x.shape[0]), device=str(line.device))
+                                      rows=batched.rows(x), device=str(line.device))
         log.info("strategy auto: chose %s (seconds per point over %d points x %d samples on %s: loop %.3g, "
-                 "vmap %.3g)", chosen, k, x.shape[0], line.device, seconds["loop"], seconds["vmap"])
+                 "vmap %.3g)", chosen, k, batched.rows(x), line.device, seconds["loop"], seconds["vmap"])
 
     def _delegate(self) -> Strategy:
         if self._chosen is None:
@@ -196,7 +196,7 @@ class AutoStrategy(Strategy):
                                "(LineEvaluator.measure does)")
         return self._chosen
 
-    def outputs(self, line: LinePoints, positions: np.ndarray, x: Tensor) -> Tensor:
+    def outputs(self, line: LinePoints, positions: np.ndarray, x):
         return self._delegate().outputs(line, positions, x)
 
     def point_chunk(self, profile, **kwargs):
@@ -208,16 +208,20 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _require_agreement(a: Tensor, b: Tensor) -> None:
-    """Loud check that loop and vmap computed the same outputs (float64: 1e-9, else 1e-2 of the
-    largest output: reduced-precision convolutions, e.g. TF32, differ by algorithm)."""
-    rtol = 1e-9 if a.dtype == torch.float64 else 1e-2
-    scale = max(1.0, float(a.abs().max()))
-    diff = float((a - b).abs().max())
-    if not diff <= rtol * scale:  # also catches NaN
-        raise RuntimeError(f"strategies 'loop' and 'vmap' disagree on the same points (max |difference| "
-                           f"{diff:.3g}, allowed {rtol * scale:.3g}); measure with strategy='loop' and "
-                           "report the model")
+def _require_agreement(a, b) -> None:
+    """Loud check that loop and vmap computed the same outputs, tensor by tensor (float64: 1e-9,
+    else 1e-2 of the largest output: reduced-precision kernels, e.g. TF32, differ by algorithm;
+    integer outputs exactly)."""
+    for u, v in zip(batched.leaves(a), batched.leaves(b)):
+        if not u.is_floating_point() or not u.numel():
+            gap, allowed = (0.0, 0.0) if torch.equal(u, v) else (float("inf"), 0.0)
+        else:
+            allowed = (1e-9 if u.dtype == torch.float64 else 1e-2) * max(1.0, float(u.abs().max()))
+            gap = float((u - v).abs().max())
+        if not gap <= allowed:  # also catches NaN
+            raise RuntimeError(f"strategies 'loop' and 'vmap' disagree on the same points (max |difference| "
+                               f"{gap:.3g}, allowed {allowed:.3g}); measure with strategy='loop' and "
+                               "report the model")
 
 
 STRATEGIES: dict[str, type[Strategy]] = {"loop": LoopStrategy, "vmap": VmapStrategy, "auto": AutoStrategy}

@@ -34,11 +34,14 @@ class LossReduction:
         line_sum: ``[lines]`` float64, sum over the ``n`` samples of each point.
         correct: ``[lines]`` int64, number of correct predictions per point (zeros where
             accuracy is undefined).
+        counted: ``[lines]`` int64, predictions counted per point, the denominator of the
+            accuracy (e.g. the non-ignored tokens of a language model); None: one per sample.
     """
 
     sample_loss: Tensor
     line_sum: Tensor
     correct: Tensor
+    counted: Tensor | None = None
 
 
 def _computable(rows: Tensor) -> Tensor:

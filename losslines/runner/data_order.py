@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from losslines.data import augment_batch
+from losslines.engine import batched
 from losslines.runner.seeds import augment_seed, data_order_seed
 
 
@@ -24,15 +25,15 @@ class Batch:
 
     Attributes:
         step, epoch: where in training.
-        inputs: ``[B, ...]`` on the run's device, augmented if the config asks.
+        inputs: ``[B, ...]`` on the run's device (any batched structure), augmented if asked.
         targets: ``[B, ...]`` on the run's device.
         indices: ``[B]`` int64 positions in the training subset (CPU).
     """
 
     step: int
     epoch: int
-    inputs: Tensor
-    targets: Tensor
+    inputs: object
+    targets: object
     indices: Tensor
 
 
@@ -40,7 +41,8 @@ class DataOrder:
     """The batches of a run (see the module docstring).
 
     Args:
-        inputs, targets: the whole training subset, on the run's device.
+        inputs, targets: the whole training subset, on the run's device (tensors, or tuples/dicts
+            of tensors batched along dim 0).
         batch_size: B.
         seed: the run's seed (``runner.seeds`` derives the streams).
         augment: ``"none"`` or an augmentation of ``losslines.data.augment_batch``.
@@ -48,12 +50,13 @@ class DataOrder:
 
     def __init__(self, inputs: Tensor, targets: Tensor, batch_size: int, *, seed: int, augment: str = "none"):
         self.inputs, self.targets, self.batch_size, self.augment = inputs, targets, batch_size, augment
-        self.n = inputs.shape[0]
+        self.n = batched.rows(inputs)
         self.steps_per_epoch = self.n // batch_size
         if self.steps_per_epoch == 0:
             raise ValueError(f"config key 'train.batch_size': {batch_size} exceeds the {self.n} training samples")
+        self._device = batched.leaves(inputs)[0].device
         self._order_gen = torch.Generator().manual_seed(data_order_seed(seed))
-        self._augment_gen = torch.Generator(device=inputs.device).manual_seed(augment_seed(seed))
+        self._augment_gen = torch.Generator(device=self._device).manual_seed(augment_seed(seed))
         self.epoch_order = torch.randperm(self.n, generator=self._order_gen)
 
     def batch(self, step: int) -> Batch:
@@ -62,8 +65,8 @@ class DataOrder:
         if slot == 0 and step > 0:  # a resume at an epoch boundary draws that epoch's order too
             self.epoch_order = torch.randperm(self.n, generator=self._order_gen)
         idx = self.epoch_order[slot * self.batch_size:(slot + 1) * self.batch_size]
-        dev_idx = idx.to(self.inputs.device)
-        xb, yb = self.inputs[dev_idx], self.targets[dev_idx]
+        dev_idx = idx.to(self._device)
+        xb, yb = batched.take(self.inputs, dev_idx), batched.take(self.targets, dev_idx)
         if self.augment != "none":
             xb = augment_batch(xb, self.augment, self._augment_gen)
         return Batch(step=step, epoch=epoch, inputs=xb, targets=yb, indices=idx)

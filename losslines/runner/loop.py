@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from losslines.engine import LineSampler
+from losslines.engine import LineSampler, batched
 from losslines.engine.all_directions import measure_all_directions
 from losslines.engine.rng import global_rng_state, set_global_rng_state
 from losslines.runner.checkpoint import TrainingState, save_checkpoint
@@ -109,7 +109,7 @@ class TrainingLoop:
         p.stepper.set_lr(lr)
         p.model.train()
         p.stepper.zero_grad()
-        loss = p.loss.training_loss(p.model(batch.inputs), batch.targets)
+        loss = p.loss.training_loss(batched.call(p.model, batch.inputs), batch.targets)
         loss.backward()
         train_ids = p.dataset.train.ids
         if step in self._directions_at:  # before the step: the model holds θ_t
