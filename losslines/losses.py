@@ -35,11 +35,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from losslines.kernels import AUTO_ORDER, LossReduction, backend_is_automatic, backend_names, resolve_backend
+from losslines import batched
 from losslines.kernels import reference as ref
 from losslines.kernels import triton_backend
 
 __all__ = ["Loss", "LossReduction", "register_loss", "register_kernel", "get_loss", "loss_names",
-           "reduce_loss", "select_kernel"]
+           "reduce_loss", "select_kernel", "loss_from_callable", "logits_of"]
 
 Reference = Callable[[Tensor, Tensor], "tuple[Tensor, Tensor | None]"]
 Kernel = Callable[..., LossReduction]
@@ -65,6 +66,12 @@ class Loss:
         training_loss: ``(outputs [B, ...], targets [B, ...]) -> scalar``: the mean loss of a
             training batch.
         kernels: ``{backend: fn(rows, targets, *, lines, n) -> LossReduction}``, fused kernels.
+        counts: ``targets -> [R]`` int64 predictions counted per row, the denominator of the
+            accuracy when ``reference`` returns per-row *counts* of correct predictions (tokens of
+            a language model); None: ``correct`` is one boolean per row.
+        points_at_once: the reference may take the rows of several points stacked (it computes
+            each row from that row alone); False: it is called once per point, on that point's
+            ``n`` rows (a user's function, which may treat its argument as one batch).
     """
 
     name: str
@@ -75,6 +82,8 @@ class Loss:
     reference: Reference
     training_loss: Callable[[Tensor, Tensor], Tensor]
     kernels: Mapping[str, Kernel] = field(default_factory=dict)
+    counts: Callable[[Tensor], Tensor] | None = None
+    points_at_once: bool = True
 
 
 _LOSSES: dict[str, Loss] = {}
@@ -103,37 +112,59 @@ def loss_names() -> tuple[str, ...]:
     return tuple(_LOSSES)
 
 
-def get_loss(name: str | Loss) -> Loss:
-    """The registered :class:`Loss` called ``name`` (a ``Loss`` is returned as it is).
+def get_loss(name: str | Loss | Callable) -> Loss:
+    """The registered :class:`Loss` called ``name``; a ``Loss`` is returned as it is, and a
+    callable ``fn(outputs, targets) -> [n]`` per-sample losses becomes one (:func:`loss_from_callable`).
 
     Raises:
         ValueError: unknown name; the message lists the registered losses.
     """
     if isinstance(name, Loss):
         return name
+    if callable(name):
+        return loss_from_callable(name)
     entry = _LOSSES.get(name)
     if entry is None:
         raise ValueError(f"unknown loss {name!r}; valid losses: {', '.join(_LOSSES)}")
     return entry
 
 
-def _rows_per_line(rows: Tensor, lines: int) -> int:
+def _rows_per_line(rows, lines: int) -> int:
     if not isinstance(lines, int) or isinstance(lines, bool) or lines < 1:
         raise ValueError(f"lines must be an integer >= 1, got {lines!r}")
-    if rows.shape[0] % lines:
-        raise ValueError(f"outputs have {rows.shape[0]} rows, not a multiple of lines={lines}")
-    return rows.shape[0] // lines
+    total = batched.rows(rows)
+    if total % lines:
+        raise ValueError(f"outputs have {total} rows, not a multiple of lines={lines}")
+    return total // lines
+
+
+def _per_sample(loss: Loss, rows, targets, n: int):
+    """``loss.reference`` on ``n`` rows, its result checked to be one loss per sample."""
+    sample_loss, correct = loss.reference(rows, targets)
+    if not isinstance(sample_loss, Tensor) or tuple(sample_loss.shape) != (n,):
+        got = tuple(sample_loss.shape) if isinstance(sample_loss, Tensor) else type(sample_loss).__name__
+        raise ValueError(f"loss {loss.name!r} must return one loss per sample, a tensor of shape [{n}]; got {got}")
+    return sample_loss, correct
 
 
 def _reference_kernel(loss: Loss) -> Kernel:
     """The reference as a kernel: per-sample losses, float64 line sums, correct counts."""
 
-    def run(rows: Tensor, targets: Tensor, *, lines: int, n: int) -> LossReduction:
-        sample_loss, correct = loss.reference(rows, targets)
+    def run(rows, targets, *, lines: int, n: int) -> LossReduction:
+        if loss.points_at_once or lines == 1:
+            sample_loss, correct = _per_sample(loss, rows, targets, lines * n)
+        else:  # one point at a time: the function sees one batch of n samples, as in training
+            parts = [_per_sample(loss, batched.take(rows, slice(j * n, (j + 1) * n)),
+                                 batched.take(targets, slice(j * n, (j + 1) * n)), n) for j in range(lines)]
+            sample_loss = torch.cat([p[0] for p in parts])
+            correct = None if parts[0][1] is None else torch.cat([p[1] for p in parts])
         line_sum = sample_loss.detach().to(torch.float64).view(lines, n).sum(dim=1)
-        counts = torch.zeros(lines, dtype=torch.int64, device=rows.device) if correct is None \
+        device = sample_loss.device
+        counts = torch.zeros(lines, dtype=torch.int64, device=device) if correct is None \
             else correct.view(lines, n).sum(dim=1, dtype=torch.int64)
-        return LossReduction(sample_loss=sample_loss, line_sum=line_sum, correct=counts)
+        counted = None if loss.counts is None or correct is None \
+            else loss.counts(targets).view(lines, n).sum(dim=1, dtype=torch.int64)
+        return LossReduction(sample_loss=sample_loss, line_sum=line_sum, correct=counts, counted=counted)
 
     return run
 
@@ -153,13 +184,14 @@ def select_kernel(loss: str | Loss, backend: str, rows: Tensor) -> tuple[str, Ke
             if name in spec.kernels and backend_is_automatic(name, rows):
                 return name, spec.kernels[name]
         return "torch", _reference_kernel(spec)
-    resolve_backend(backend, rows)  # unknown or unavailable: ValueError
     if backend == "torch":
+        resolve_backend(backend, rows)
         return "torch", _reference_kernel(spec)
-    if backend not in spec.kernels:
+    if backend in backend_names() and backend not in spec.kernels:
         has = ", ".join(spec.kernels) or "none"
         raise ValueError(f"loss backend {backend!r} has no kernel for loss {spec.name!r} (its kernels: {has}); "
                          "use backend='auto' (falls back to the torch reference) or 'torch'")
+    resolve_backend(backend, rows)  # unknown or unavailable: ValueError
     return backend, spec.kernels[backend]
 
 
@@ -193,22 +225,42 @@ def reduce_loss(outputs: Tensor, targets: Tensor, *, loss: str | Loss = "cross_e
 
 # -- built-in losses ------------------------------------------------------------------------------
 
+def logits_of(outputs) -> Tensor:
+    """The logits tensor of a model's output structure: the tensor itself, a ``"logits"`` entry
+    or attribute (HuggingFace model outputs), or the first element of a tuple or list.
+
+    Raises:
+        ValueError: none of these.
+    """
+    if isinstance(outputs, Tensor):
+        return outputs
+    if isinstance(outputs, Mapping) and isinstance(outputs.get("logits"), Tensor):
+        return outputs["logits"]
+    if isinstance(getattr(outputs, "logits", None), Tensor):
+        return outputs.logits
+    if isinstance(outputs, (tuple, list)) and outputs and isinstance(outputs[0], Tensor):
+        return outputs[0]
+    raise ValueError(f"cannot find the logits in a model output of type {type(outputs).__name__}: return a "
+                     "tensor, a tuple whose first element is the logits, or a dict/object with 'logits'; "
+                     "or pass a loss function that takes the whole output")
+
+
 def _class_indices(targets: Tensor) -> bool:
-    return targets.dim() == 1 and not targets.is_floating_point() and not targets.is_complex() \
-        and targets.dtype != torch.bool
+    return isinstance(targets, Tensor) and targets.dim() == 1 and not targets.is_floating_point() \
+        and not targets.is_complex() and targets.dtype != torch.bool
 
 
 def _ce_targets(targets: Tensor, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, bool]:
     if not _class_indices(targets):
-        raise ValueError(f"cross_entropy targets must be 1-D integer class indices, got "
-                         f"{targets.dtype} {tuple(targets.shape)}")
+        raise ValueError(f"cross_entropy targets must be 1-D integer class indices, got {_describe(targets)}")
     return targets.to(device=device, dtype=torch.int64), True
 
 
-def _ce_rows(outputs: Tensor) -> Tensor:
-    if outputs.dim() != 2:
-        raise ValueError(f"cross_entropy needs model outputs [n, C], got per-sample shape {tuple(outputs.shape[1:])}")
-    return outputs
+def _ce_rows(outputs) -> Tensor:
+    logits = logits_of(outputs)
+    if logits.dim() != 2:
+        raise ValueError(f"cross_entropy needs model outputs [n, C], got per-sample shape {tuple(logits.shape[1:])}")
+    return logits
 
 
 def _ce_check(rows: Tensor, targets: Tensor) -> None:
@@ -217,22 +269,21 @@ def _ce_check(rows: Tensor, targets: Tensor) -> None:
                          f"got {targets.dtype} {tuple(targets.shape)}")
 
 
-def _mse_targets(targets: Tensor, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, bool]:
-    if _class_indices(targets):
-        return targets.to(device=device, dtype=torch.int64), True
-    if targets.is_floating_point():
-        return _flat(targets).to(device=device, dtype=dtype), False
-    raise ValueError(f"mse targets must be floats [N] / [N, C] or integer class indices [N], got "
-                     f"{targets.dtype} {tuple(targets.shape)}")
-
-
 def _flat(t: Tensor) -> Tensor:
     """``[R, ...]`` as ``[R, prod(...)]`` (``[R]`` as ``[R, 1]``), also for R = 0."""
     return t.reshape(t.shape[0], math.prod(t.shape[1:]))
 
 
-def _mse_rows(outputs: Tensor) -> Tensor:
-    return _flat(outputs)
+def _mse_targets(targets: Tensor, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, bool]:
+    if _class_indices(targets):
+        return targets.to(device=device, dtype=torch.int64), True
+    if isinstance(targets, Tensor) and targets.is_floating_point():
+        return _flat(targets).to(device=device, dtype=dtype), False
+    raise ValueError(f"mse targets must be floats [N] / [N, C] or integer class indices [N], got {_describe(targets)}")
+
+
+def _mse_rows(outputs) -> Tensor:
+    return _flat(logits_of(outputs))
 
 
 def _mse_check(rows: Tensor, targets: Tensor) -> None:
@@ -243,18 +294,55 @@ def _mse_check(rows: Tensor, targets: Tensor) -> None:
                          f"indices of shape [{rows.shape[0]}], got {targets.dtype} {tuple(targets.shape)}")
 
 
-def _mse_training(outputs: Tensor, targets: Tensor) -> Tensor:
+def _mse_training(outputs, targets: Tensor) -> Tensor:
+    outputs = logits_of(outputs)
     if targets.is_floating_point():
         return F.mse_loss(_flat(outputs), _flat(targets))
     # class indices: squared error against one-hot vectors, as the measurement defines it
     return F.mse_loss(outputs, F.one_hot(targets, outputs.shape[-1]).to(outputs.dtype))
 
 
+def _token_targets(targets: Tensor, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, bool]:
+    if not (isinstance(targets, Tensor) and targets.dim() == 2 and not targets.is_floating_point()
+            and targets.dtype != torch.bool):
+        raise ValueError(f"token_cross_entropy targets must be integer token ids [N, T] (-100: not predicted), "
+                         f"got {_describe(targets)}")
+    empty = torch.nonzero((targets != ref.IGNORE_INDEX).sum(dim=1) == 0).flatten()
+    if empty.numel():
+        raise ValueError(f"token_cross_entropy: sample(s) {empty[:5].tolist()} have no target token (every target "
+                         f"is {ref.IGNORE_INDEX}); a sample's loss is the mean over its own tokens, so drop them")
+    return targets.to(device=device, dtype=torch.int64), True
+
+
+def _token_rows(outputs) -> Tensor:
+    logits = logits_of(outputs)
+    if logits.dim() != 3:
+        raise ValueError(f"token_cross_entropy needs model outputs [n, T, V], got per-sample shape "
+                         f"{tuple(logits.shape[1:])}")
+    return logits
+
+
+def _token_check(rows: Tensor, targets: Tensor) -> None:
+    if tuple(targets.shape) != tuple(rows.shape[:2]) or targets.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"token_cross_entropy targets must be integer token ids of shape {list(rows.shape[:2])}, "
+                         f"got {targets.dtype} {tuple(targets.shape)}")
+
+
+def _token_training(outputs, targets: Tensor) -> Tensor:
+    """The mean over samples of each sample's mean token loss: the loss the lines measure."""
+    sample_loss, _ = ref.token_cross_entropy_reference(_token_rows(outputs), targets)
+    return sample_loss.mean()
+
+
+def _describe(x) -> str:
+    return f"{x.dtype} {tuple(x.shape)}" if isinstance(x, Tensor) else type(x).__name__
+
+
 register_loss(Loss(
     name="cross_entropy",
     doc="ℓ = −log softmax(z)[y] in nats; integer class targets; accuracy = argmax(z) == y",
     prepare_targets=_ce_targets, as_rows=_ce_rows, check=_ce_check,
-    reference=ref.cross_entropy_reference, training_loss=F.cross_entropy,
+    reference=ref.cross_entropy_reference, training_loss=lambda out, y: F.cross_entropy(logits_of(out), y),
     kernels={"triton": triton_backend.cross_entropy_reduction},
 ))
 register_loss(Loss(
@@ -264,3 +352,40 @@ register_loss(Loss(
     reference=ref.mse_reference, training_loss=_mse_training,
     kernels={"triton": triton_backend.mse_reduction},
 ))
+register_loss(Loss(
+    name="token_cross_entropy",
+    doc="ℓ = mean over a sample's counted tokens of −log softmax(z_t)[y_t] in nats; outputs [n, T, V], "
+        "token ids [n, T], -100 not counted; accuracy = correct tokens / counted tokens",
+    prepare_targets=_token_targets, as_rows=_token_rows, check=_token_check,
+    reference=ref.token_cross_entropy_reference, training_loss=_token_training,
+    kernels={"triton": triton_backend.token_cross_entropy_reduction},
+    counts=lambda targets: (targets != ref.IGNORE_INDEX).sum(dim=1),
+))
+
+
+# -- a user's own function ------------------------------------------------------------------------
+
+def loss_from_callable(fn: Callable, name: str | None = None) -> Loss:
+    """A :class:`Loss` from ``fn(outputs, targets) -> [n]`` per-sample losses.
+
+    ``outputs`` is whatever the model returns (a tensor, tuple, dict or output object) for one
+    point's ``n`` samples, ``targets`` the matching rows of the targets (any batched structure).
+    ``fn`` is called once per point, so it may treat its arguments as one batch; it must be
+    differentiable (the slope at 0 is its forward-mode derivative). The training loss is the mean
+    of ``fn`` over the batch; accuracy is undefined (NaN).
+
+    Raises:
+        ValueError: ``fn`` is not callable.
+    """
+    if not callable(fn):
+        raise ValueError(f"a loss must be a registered name, a Loss or a callable, got {type(fn).__name__}")
+    label = name or getattr(fn, "__name__", None) or type(fn).__name__
+    return Loss(
+        name=label if label != "<lambda>" else "callable",
+        doc=f"user function {label}(outputs, targets) -> per-sample losses",
+        prepare_targets=lambda targets, dtype, device: (batched.to_device(targets, device, dtype), False),
+        as_rows=lambda outputs: outputs, check=lambda rows, targets: None,
+        reference=lambda rows, targets: (fn(rows, targets), None),
+        training_loss=lambda outputs, targets: fn(outputs, targets).mean(),
+        points_at_once=False,
+    )

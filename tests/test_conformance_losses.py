@@ -26,10 +26,21 @@ def _regression(g, rows):
     return torch.randn(rows, 4, generator=g, dtype=torch.float64), torch.randn(rows, 4, generator=g, dtype=torch.float64)
 
 
+def _tokens(g, rows):
+    ids = torch.randint(0, 7, (rows, 6), generator=g)
+    ids[torch.rand(rows, 6, generator=g) < 0.4] = -100  # padding: not counted
+    ids[:, -1] = torch.randint(0, 7, (rows,), generator=g)  # every sample counts a token
+    return torch.randn(rows, 6, 7, generator=g, dtype=torch.float64) * 3, ids
+
+
+ALL_IGNORED = torch.full((12, 6), -100, dtype=torch.int64)
+
 # loss -> list of (outputs [R, ...] float64, raw targets, accuracy defined?) makers, and bad targets
 CASES = {
     "cross_entropy": dict(make=[(_classes, True)], bad=[torch.zeros(12, 5), torch.zeros(12, 2, dtype=torch.int64)]),
     "mse": dict(make=[(_classes, True), (_regression, False)], bad=[torch.zeros(12, dtype=torch.bool)]),
+    "token_cross_entropy": dict(make=[(_tokens, True)],
+                                bad=[torch.zeros(12, 6), torch.zeros(12, dtype=torch.int64), ALL_IGNORED]),
 }
 
 
@@ -78,6 +89,8 @@ def test_line_sums_counts_and_stacking(name, i):
     assert whole.line_sum.dtype == torch.float64 and whole.correct.dtype == torch.int64
     expected_correct = torch.zeros(3, dtype=torch.int64) if correct is None else correct.view(3, 4).sum(1)
     assert whole.correct.tolist() == expected_correct.tolist()
+    if whole.counted is not None:  # accuracy over counted predictions (tokens): at least the correct ones
+        assert (whole.counted >= whole.correct).all() and (whole.counted > 0).all()
     for j in range(3):  # one point at a time gives the same as three stacked
         alone = reduce_loss(outputs[4 * j:4 * j + 4], targets[4 * j:4 * j + 4], loss=name, lines=1, backend="torch")
         torch.testing.assert_close(alone.line_sum[0], whole.line_sum[j], rtol=0, atol=0)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from losslines.engine import batched
+from losslines import batched
 from losslines.engine.directions import Direction, tensor_norm, trainable_parameters
 from losslines.engine.rng import preserved_rng
 from losslines.losses import get_loss

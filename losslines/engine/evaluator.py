@@ -39,7 +39,7 @@ import torch
 from torch import Tensor, nn
 from torch.autograd import forward_ad
 
-from losslines.engine import batched
+from losslines import batched
 from losslines.engine.line import LinePoints
 from losslines.engine.memory import (CPU_MEMORY_BUDGET, ForwardProfile, check_memory_budget, default_memory_budget,
                                      profile_forward)

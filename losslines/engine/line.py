@@ -17,7 +17,7 @@ from typing import Mapping
 import torch
 from torch import Tensor, nn
 
-from losslines.engine import batched
+from losslines import batched
 from losslines.engine.directions import tensor_norm
 
 

@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 from torch.utils import _pytree as pytree
 
-from losslines.engine import batched
+from losslines import batched
 from losslines.engine.line import LinePoints
 
 CPU_MEMORY_BUDGET = 256 * 2**20  # bytes, the fixed default off CUDA

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from losslines.engine import batched
+from losslines import batched
 from losslines.engine.directions import (Direction, DirectionSource, OptimizerStepDirection, SGDDirection,
                                          trainable_parameters)
 from losslines.engine.evaluator import LineEvaluator, LineMeasurement

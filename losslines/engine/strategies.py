@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 from torch.func import vmap
 
-from losslines.engine import batched
+from losslines import batched
 from losslines.engine.line import LinePoints
 from losslines.engine.memory import ForwardProfile, loop_points, vmap_points
 
@@ -85,7 +85,7 @@ class Strategy(ABC):
             line: the bound line ``θ_t + s·û`` (modes and grad mode are set by the caller).
             positions: ``[k]`` float64 distances along û.
             x: ``[n, ...]`` inputs of one data chunk (one BatchNorm group in ``bn="batch"``): a
-                tensor or a tuple/dict of tensors (``engine.batched``).
+                tensor or a tuple/dict of tensors (``losslines.batched``).
 
         Returns:
             ``[k, n, ...]`` outputs, point-major (every tensor of the model's output structure).

@@ -68,3 +68,25 @@ def mse_reference(rows: Tensor, targets: Tensor) -> tuple[Tensor, Tensor | None]
         return (diff * diff).mean(dim=1), None
     diff = z - torch.nn.functional.one_hot(targets.long(), z.shape[1]).to(z.dtype)
     return (diff * diff).mean(dim=1), z.argmax(dim=1) == targets
+
+
+IGNORE_INDEX = -100  # token targets equal to this are not predicted (padding, prompt tokens)
+
+
+def token_cross_entropy_reference(rows: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-sample mean token cross-entropy (nats) of ``rows [R, T, V]`` against token ids
+    ``[R, T]``, targets equal to ``IGNORE_INDEX`` left out, and the number of correctly
+    predicted (argmax) tokens per sample. A sample without any counted token has loss NaN.
+
+    The per-token loss is the cross-entropy reference's; sample r's loss is the mean over its own
+    counted tokens, ``ℓ_r = Σ_t m_rt·ce_rt / Σ_t m_rt`` with ``m_rt = [y_rt != IGNORE_INDEX]``.
+    """
+    r, t, v = rows.shape
+    valid = targets != IGNORE_INDEX
+    safe = torch.where(valid, targets, torch.zeros_like(targets)).reshape(r * t)
+    per_token, hit = cross_entropy_reference(rows.reshape(r * t, v), safe)
+    per_token = torch.where(valid.reshape(r * t), per_token, torch.zeros_like(per_token)).view(r, t)
+    counted = valid.sum(dim=1)
+    sample_loss = per_token.sum(dim=1) / counted.to(per_token.dtype)
+    correct = (hit.view(r, t) & valid).sum(dim=1, dtype=torch.int64)
+    return sample_loss, correct

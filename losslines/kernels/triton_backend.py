@@ -68,9 +68,10 @@ def triton_mode() -> str:
 
     from losslines.kernels.triton_cross_entropy import cross_entropy_kernel
     from losslines.kernels.triton_mse import mse_kernel
+    from losslines.kernels.triton_token_cross_entropy import token_cross_entropy_kernel
 
     library = isinstance(tl.max, InterpretedFunction)
-    if any(isinstance(k, InterpretedFunction) != library for k in (cross_entropy_kernel, mse_kernel)):
+    if any(isinstance(k, InterpretedFunction) != library for k in (cross_entropy_kernel, mse_kernel, token_cross_entropy_kernel)):
         raise RuntimeError("triton was imported with TRITON_INTERPRET "
                            f"{'set' if library else 'unset'} but losslines' Triton kernels were defined with it "
                            f"{'unset' if library else 'set'}; set it (or not) before either is first imported")
@@ -111,7 +112,7 @@ def _check_class_indices(targets: Tensor, classes: int) -> None:
         raise ValueError(f"class-index targets must lie in [0, {classes}), got values in [{low}, {high}]")
 
 
-def _checked(rows: Tensor, targets: Tensor) -> None:
+def _checked(rows: Tensor, targets: Tensor, ignore: int | None = None) -> None:
     """What the kernels need beyond the loss's own shape check (``losslines.losses``)."""
     if not triton_available(rows):
         raise ValueError(f"the triton loss backend cannot reduce {rows.device} {rows.dtype} outputs "
@@ -119,7 +120,7 @@ def _checked(rows: Tensor, targets: Tensor) -> None:
     if targets.device != rows.device:
         raise ValueError(f"targets are on {targets.device} but logits on {rows.device}; move them together")
     if not targets.is_floating_point():
-        _check_class_indices(targets, rows.shape[1])
+        _check_class_indices(targets if ignore is None else targets[targets != ignore], rows.shape[-1])
 
 
 def cross_entropy_reduction(rows: Tensor, targets: Tensor, *, lines: int, n: int) -> LossReduction:
@@ -152,3 +153,23 @@ def mse_reduction(rows: Tensor, targets: Tensor, *, lines: int, n: int) -> LossR
     _checked(rows, targets)
     from losslines.kernels.triton_mse import mse_triton
     return mse_triton(rows, targets, lines=lines, n=n)
+
+
+def token_cross_entropy_reduction(rows: Tensor, targets: Tensor, *, lines: int, n: int) -> LossReduction:
+    """The ``token_cross_entropy`` loss's Triton kernel: ``kernels.reference.
+    token_cross_entropy_reference`` fused with the token and line reductions, one read of the
+    logits of the counted tokens (``triton_token_cross_entropy``).
+
+    Args:
+        rows: ``[lines * n, T, V]`` float32/float16/bfloat16 line-major logits, any strides.
+        targets: ``[lines * n, T]`` int32/int64 token ids in ``[0, V)`` or -100 (not counted).
+        lines, n: points and samples per point.
+
+    Raises:
+        ValueError: logits this backend does not take, targets on another device or out of range.
+    """
+    from losslines.kernels.reference import IGNORE_INDEX
+
+    _checked(rows, targets, ignore=IGNORE_INDEX)
+    from losslines.kernels.triton_token_cross_entropy import token_cross_entropy_triton
+    return token_cross_entropy_triton(rows, targets, lines=lines, n=n)

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from losslines.data import augment_batch
-from losslines.engine import batched
+from losslines import batched
 from losslines.runner.seeds import augment_seed, data_order_seed
 
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from losslines.engine import LineSampler, batched
+from losslines import batched
+from losslines.engine import LineSampler
 from losslines.engine.all_directions import measure_all_directions
 from losslines.engine.rng import global_rng_state, set_global_rng_state
 from losslines.runner.checkpoint import TrainingState, save_checkpoint

@@ -24,11 +24,21 @@ def relayout(t: torch.Tensor, layout: str) -> torch.Tensor:
     """The same values as ``t`` (1-D or 2-D, on its device) in another memory layout.
 
     ``"contiguous"``: row-major; ``"transposed"``: a ``.t()`` view of a column-major copy (2-D;
-    1-D tensors become a strided column of a 2-D buffer); ``"strided"``: every second row and
-    third column of a larger buffer (non-unit strides in both dimensions).
+    1-D tensors become a strided column of a 2-D buffer; 3-D tensors get the last dimension
+    outermost in memory); ``"strided"``: every second row and third column of a larger buffer
+    (non-unit strides in both dimensions; 3-D: every second row and third entry of the last
+    dimension).
     """
     if layout == "contiguous":
         return t.contiguous()
+    if t.dim() == 3:
+        if layout == "transposed":
+            return t.permute(2, 0, 1).contiguous().permute(1, 2, 0)
+        if layout == "strided":
+            buf = torch.full((2 * t.shape[0], t.shape[1], 3 * t.shape[2]), 1e3, dtype=t.dtype, device=t.device)
+            view = buf[::2, :, ::3]
+            view.copy_(t)
+            return view
     if t.dim() == 1:
         step = 2 if layout == "transposed" else 3
         buf = torch.full((t.shape[0], step), -7, dtype=t.dtype, device=t.device)

@@ -37,10 +37,19 @@ def _regression(g, rows, columns):
     return torch.randn(rows, columns, generator=g), torch.randn(rows, columns, generator=g)
 
 
+def _tokens(g, rows, columns, positions=5):
+    logits = torch.randn(rows, positions, columns, generator=g) * 4
+    ids = torch.randint(0, columns, (rows, positions), generator=g)
+    ids[torch.rand(rows, positions, generator=g) < 0.3] = -100  # not counted
+    ids[:, 0] = torch.randint(0, columns, (rows,), generator=g)  # every sample counts a token
+    return logits, ids
+
+
 # loss -> target kinds it takes: (name, maker(generator, rows, columns) -> (outputs, targets))
 EXAMPLES = {
     "cross_entropy": [("classes", _classes)],
     "mse": [("classes", _classes), ("regression", _regression)],
+    "token_cross_entropy": [("tokens", _tokens)],
 }
 
 KERNELS = [(loss, backend) for loss in loss_names() for backend in get_loss(loss).kernels]
@@ -70,6 +79,9 @@ def test_the_kernel_equals_the_reference(loss, backend, kind, make, lines, n, co
     torch.testing.assert_close(ours.sample_loss, ref.sample_loss, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(ours.line_sum, ref.line_sum, rtol=1e-5, atol=1e-5)
     assert torch.equal(ours.correct, ref.correct)
+    assert (ours.counted is None) == (ref.counted is None)
+    if ref.counted is not None:
+        assert torch.equal(ours.counted, ref.counted)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
@@ -101,9 +113,11 @@ def test_no_samples_give_zero_sums(loss, backend, kind, make):
     assert red.sample_loss.shape == (0,) and red.line_sum.tolist() == [0.0, 0.0] and red.correct.tolist() == [0, 0]
 
 
-@pytest.mark.parametrize("loss, backend, kind, make", [c for c in CASES if c.values[2] == "classes"])
+@pytest.mark.parametrize("loss, backend, kind, make", [c for c in CASES if c.values[2] in ("classes", "tokens")])
 def test_class_indices_outside_the_outputs_are_refused_before_the_launch(loss, backend, kind, make):
-    outputs, _ = _pair(make, 1, 3, 5, seed=0)
-    for bad in ([0, 5, 1], [0, -1, 1]):
+    outputs, targets = _pair(make, 1, 3, 5, seed=0)
+    for bad in (5, -1):
+        wrong = targets.clone()
+        wrong.view(-1)[1] = bad
         with pytest.raises(ValueError, match=r"\[0, 5\)"):
-            reduce_loss(outputs, torch.tensor(bad, device=DEVICE), loss=loss, backend=backend)
+            reduce_loss(outputs, wrong, loss=loss, backend=backend)

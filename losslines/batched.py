@@ -1,5 +1,5 @@
-"""Batched structures: model inputs, targets and outputs as a tensor, a tuple/list or a dict of
-tensors, every tensor batched along dim 0.
+"""Batched structures, the one torch utility below every layer: model inputs, targets and outputs
+as a tensor, a tuple/list or a dict of tensors, every tensor batched along dim 0.
 
 A model that takes one tensor is called ``model(x)``; a tuple or list is passed positionally,
 ``model(*x)``; a dict as keywords, ``model(**x)`` (e.g. ``{"input_ids", "attention_mask"}``). Outputs
