@@ -8,7 +8,7 @@ options, :mod:`losslines.data.records` for the sample-id convention.
 
 from losslines.data.augment import AUGMENTATIONS, augment_batch
 from losslines.data.normalization import NORMALIZE_MODES
-from losslines.data.records import Dataset, Split
+from losslines.data.records import Dataset, Split, make_dataset
 from losslines.data.registry import data_root, dataset_names, load_dataset
 
 __all__ = [
@@ -20,4 +20,5 @@ __all__ = [
     "data_root",
     "dataset_names",
     "load_dataset",
+    "make_dataset",
 ]

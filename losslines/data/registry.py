@@ -10,7 +10,19 @@ name                      classes  sample shape           options (default)
 ``cifar10`` / ``cifar100`` 10/100  3x32x32                none
 ``mnist``/``fashion_mnist`` 10     1x28x28                none
 ``svhn``                  10       3x32x32                none
+``python_source``         256      T byte tokens          ``seq_len`` (64), ``max_bytes`` (0 =
+                          (V)      -> next bytes [T]      all), ``include_tests`` (False)
+``synthetic_tokens``      vocab    T tokens               ``vocab`` (32), ``seq_len`` (16),
+                                                          ``n_samples`` (512), ``data_seed`` (0)
+``pkg.mod:loader``        yours    yours                  ``loader``'s keyword arguments
 ========================= ======== ====================== ===================================
+
+Token datasets (``python_source``: :mod:`losslines.data.text`; ``synthetic_tokens``) give inputs
+``[N, T]`` int64 token ids and targets ``[N, T]`` (the next token at each position), for
+``measure.loss = "token_cross_entropy"``; normalisation does not apply to them. A loader named by
+import path returns a :class:`~losslines.data.records.Dataset` (``make_dataset`` builds one from
+tensors); of ``seed``, ``fraction``, ``n_val``, ``root`` and ``download`` it is given those its
+signature names, and it selects its subsets itself.
 
 Subsets (see :mod:`losslines.data.subsets`): for the file-backed datasets the training subset is
 ``fraction`` (or ``n_train`` samples) of the official train split and the held-out split is
@@ -30,7 +42,8 @@ from typing import Mapping
 import numpy as np
 import torch
 
-from losslines.data import sources, subsets
+from losslines.data import sources, subsets, text
+from losslines.data.external import is_import_path, load_from_path
 from losslines.data.normalization import NORMALIZE_MODES, normalize_splits
 from losslines.data.records import Dataset, Split
 
@@ -59,11 +72,15 @@ _SPECS: dict[str, DatasetSpec] = {
         "synthetic", {"shape": (1, 8, 8), "num_classes": 10, "n_samples": 1000, "noise": 1.0, "data_seed": 0}, "pool"
     ),
     **{name: DatasetSpec(name, {}, "test") for name in sources.IMAGE_SOURCES},
+    "python_source": DatasetSpec("python_source", {"seq_len": 64, "max_bytes": 0, "include_tests": False}, "pool"),
+    "synthetic_tokens": DatasetSpec(
+        "synthetic_tokens", {"vocab": 32, "seq_len": 16, "n_samples": 512, "data_seed": 0}, "pool"
+    ),
 }
 
 
 def dataset_names() -> tuple[str, ...]:
-    """Names accepted by :func:`load_dataset`."""
+    """Names accepted by :func:`load_dataset` (and ``"package.module:loader"``)."""
     return tuple(_SPECS)
 
 
@@ -99,6 +116,14 @@ def _load_raw(spec: DatasetSpec, opts: dict, root: Path, download: bool) -> tupl
         if not isinstance(opts["upsample"], bool):
             raise ValueError(f"digits option 'upsample' must be True or False, got {opts['upsample']!r}")
         return sources.load_digits(opts["upsample"]), 10, DIGITS_DEFAULT_VAL
+    if spec.name == "python_source":
+        windows, provenance = text.load_python_source(opts["seq_len"], opts["max_bytes"], opts["include_tests"])
+        raw = sources.RawData(windows, np.zeros(len(windows), dtype=np.int64), None, None, 1.0, "byte tokens",
+                              provenance, tokens=True)
+        return raw, 256, max(1, len(windows) // 50)
+    if spec.name == "synthetic_tokens":
+        raw = sources.make_synthetic_tokens(opts["vocab"], opts["seq_len"], opts["n_samples"], opts["data_seed"])
+        return raw, opts["vocab"], opts["n_samples"] // 5
     if spec.name == "synthetic":
         shape = opts["shape"]
         shape = tuple(shape) if isinstance(shape, (list, tuple)) else shape
@@ -152,6 +177,9 @@ def load_dataset(
         ValueError: unknown name, option, mode, or sizes that do not fit.
         FileNotFoundError: a file-backed dataset is missing (one line: path, reason, fix).
     """
+    if is_import_path(name):
+        return load_from_path(name, root=root, fraction=fraction, n_val=n_val, seed=seed, download=download,
+                              **options)
     spec = _spec(name)
     opts = _resolve_options(spec, options)
     if normalize not in NORMALIZE_MODES:
@@ -180,11 +208,19 @@ def load_dataset(
     if nt == 0:
         raise ValueError(f"the training subset of {name!r} is empty (fraction={fraction}, n_train={n_train})")
 
-    train_in, val_in, record = normalize_splits(
-        _take(raw.train_x, train_ids, raw.scale), _take(val_x, val_ids, raw.scale), normalize, scale=raw.scale_doc
-    )
-    train = Split(train_in, torch.from_numpy(raw.train_y[train_ids]), torch.from_numpy(train_ids))
-    val = Split(val_in, torch.from_numpy(val_y[val_ids]), torch.from_numpy(val_ids))
+    if raw.tokens:  # windows [M, T + 1]: inputs the first T tokens, targets the next token at each
+        train_w, val_w = (torch.from_numpy(np.ascontiguousarray(w).astype(np.int64))
+                          for w in (raw.train_x[train_ids], val_x[val_ids]))
+        train = Split(train_w[:, :-1].contiguous(), train_w[:, 1:].contiguous(), torch.from_numpy(train_ids))
+        val = Split(val_w[:, :-1].contiguous(), val_w[:, 1:].contiguous(), torch.from_numpy(val_ids))
+        record = {"mode": "none", "reason": "token ids are not normalised", "scale": raw.scale_doc}
+        train_in = train.inputs
+    else:
+        train_in, val_in, record = normalize_splits(
+            _take(raw.train_x, train_ids, raw.scale), _take(val_x, val_ids, raw.scale), normalize, scale=raw.scale_doc
+        )
+        train = Split(train_in, torch.from_numpy(raw.train_y[train_ids]), torch.from_numpy(train_ids))
+        val = Split(val_in, torch.from_numpy(val_y[val_ids]), torch.from_numpy(val_ids))
     selection = {
         "seed": int(seed),
         "n_train": nt,

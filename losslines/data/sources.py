@@ -41,6 +41,8 @@ class RawData:
         scale: divisor that maps ``train_x`` to floats (255 for uint8 images, 1 for floats).
         scale_doc: how inputs are scaled before normalisation (recorded).
         source: provenance (directory or generator description).
+        tokens: ``train_x`` holds token windows ``[N, T + 1]`` (inputs: the first T, targets:
+            the last T); ``train_y`` is unused.
     """
 
     train_x: np.ndarray | torch.Tensor
@@ -50,6 +52,7 @@ class RawData:
     scale: float
     scale_doc: str
     source: str
+    tokens: bool = False
 
 
 # --------------------------------------------------------------------------- pool datasets
@@ -100,6 +103,29 @@ def make_synthetic(shape: tuple[int, ...], num_classes: int, n_samples: int, noi
         f"n_samples={n_samples}, noise={noise}, data_seed={data_seed})"
     )
     return RawData(x.float(), labels.numpy().astype(np.int64), None, None, 1.0, "none (generated floats)", source)
+
+
+def make_synthetic_tokens(vocab: int, seq_len: int, n_samples: int, data_seed: int) -> RawData:
+    """Seeded token sequences from a random first-order Markov chain (each token has a few
+    likely successors), so a language model has something to learn: windows ``[n, T + 1]``.
+
+    Fully determined by ``(vocab, seq_len, n_samples, data_seed)``.
+    """
+    for name, value, low in (("vocab", vocab, 2), ("seq_len", seq_len, 1), ("n_samples", n_samples, 2)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"synthetic_tokens option {name!r} must be an int >= {low}, got {value!r}")
+    rng = np.random.default_rng(int(data_seed))
+    logits = rng.normal(size=(vocab, vocab)) * 3.0
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    cumulative = probs.cumsum(axis=1)
+    windows = np.empty((n_samples, seq_len + 1), dtype=np.int64)
+    windows[:, 0] = rng.integers(0, vocab, n_samples)
+    for t in range(1, seq_len + 1):
+        u = rng.random(n_samples)[:, None]
+        windows[:, t] = np.minimum((u > cumulative[windows[:, t - 1]]).sum(axis=1), vocab - 1)
+    source = f"synthetic Markov tokens (vocab={vocab}, seq_len={seq_len}, n_samples={n_samples}, data_seed={data_seed})"
+    return RawData(windows, np.zeros(n_samples, dtype=np.int64), None, None, 1.0, "token ids", source, tokens=True)
 
 
 # --------------------------------------------------------------------------- on-disk image datasets

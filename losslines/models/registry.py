@@ -13,12 +13,25 @@ name                architecture                          options (default)
                                                           ``batch_norm`` (True)
 ``mlp``             fully connected, any input shape      ``hidden`` ((256, 128)),
                                                           ``batch_norm`` (False)
+``vit``             Vision Transformer, 4x4 patches       ``dim`` (192), ``depth`` (6),
+                    (:mod:`.transformer`)                 ``heads`` (3), ``mlp_ratio`` (2.0),
+                                                          ``patch`` (4), ``dropout`` (0.0)
+``byte_lm``         causal transformer LM over token ids  ``dim`` (256), ``depth`` (4),
+                    [n, T] -> logits [n, T, V]            ``heads`` (4), ``mlp_ratio`` (4.0),
+                    (V = num_classes, T = input_shape)    ``dropout`` (0.0), ``tie`` (True)
 ``torchvision:X``   any torchvision classification model  ``dropout`` (0.0) + X's builder
                     (:mod:`.torchvision_models`)          keyword arguments
+``hf:TYPE``         a HuggingFace ``transformers`` causal  ``hf`` config fields (e.g.
+                    LM built from a config, no download   ``n_layer``, ``n_embd``); extra
+                    (:mod:`.external`)                    ``pip install losslines[hf]``
+``pkg.mod:factory`` your own model: ``factory(**options)`` its keyword arguments (plus
+                    (:mod:`.external`)                    ``num_classes``, ``input_shape``,
+                                                          ``width`` if it takes them)
 =================== ===================================== ==================================
 
-Convolutional models need ``input_shape = (C, H, W)`` with any C >= 1 and H, W >= 1 (8x8 digits
-work for all of them); ``mlp`` takes any shape. No model has active dropout by default.
+Convolutional models and ``vit`` need ``input_shape = (C, H, W)`` with any C >= 1 and H, W >= 1
+(8x8 digits work for the CNNs); ``mlp`` takes any shape; ``byte_lm`` takes ``(T,)``. No model has
+active dropout by default.
 ``torch.manual_seed(s)`` before :func:`build_model` makes the initial parameters reproducible.
 """
 
@@ -30,11 +43,13 @@ from typing import Callable, Mapping
 from torch import nn
 
 from losslines.models.cifar_resnet import DEPTHS, CifarResNet
+from losslines.models.external import HF_PREFIX, build_from_path, build_huggingface, is_import_path
 from losslines.models.mlp import MLP
 from losslines.models.mobilenetv2 import MobileNetV2Cifar
 from losslines.models.resnet18 import ResNet18Cifar
 from losslines.models.small_cnn import SmallCNN
 from losslines.models.torchvision_models import PREFIX, build_torchvision
+from losslines.models.transformer import ByteTransformerLM, VisionTransformer
 from losslines.models.width import check_width
 
 
@@ -80,12 +95,24 @@ _SPECS: dict[str, ModelSpec] = {
         {"hidden": (256, 128), "batch_norm": False},
         image=False,
     ),
+    "vit": ModelSpec(
+        "vit",
+        lambda num_classes, input_shape, width, **o: VisionTransformer(num_classes, input_shape, width, **o),
+        {"dim": 192, "depth": 6, "heads": 3, "mlp_ratio": 2.0, "patch": 4, "dropout": 0.0},
+    ),
+    "byte_lm": ModelSpec(
+        "byte_lm",
+        lambda num_classes, input_shape, width, **o: ByteTransformerLM(num_classes, input_shape, width, **o),
+        {"dim": 256, "depth": 4, "heads": 4, "mlp_ratio": 4.0, "dropout": 0.0, "tie": True},
+        image=False,
+    ),
 }  # fmt: skip
 
 
 def model_names() -> tuple[str, ...]:
-    """Names accepted by :func:`build_model`; ``"torchvision:<name>"`` is accepted as well."""
-    return tuple(_SPECS) + (PREFIX + "<name>",)
+    """Names accepted by :func:`build_model`; ``"torchvision:<name>"``, ``"hf:<type>"`` and
+    ``"package.module:factory"`` are accepted as well."""
+    return tuple(_SPECS) + (PREFIX + "<name>", HF_PREFIX + "<type>", "<package.module>:<factory>")
 
 
 def build_model(
@@ -94,14 +121,16 @@ def build_model(
     """Build a freshly initialised classification model.
 
     Args:
-        name: one of :func:`model_names`, or ``"torchvision:<model>"``.
-        num_classes: number of output logits (>= 1).
+        name: one of :func:`model_names`, ``"torchvision:<model>"``, ``"hf:<type>"`` or
+            ``"package.module:factory"``.
+        num_classes: number of output logits (>= 1; the vocabulary of a language model).
         input_shape: shape of one sample, e.g. ``(3, 32, 32)`` or ``(1, 8, 8)``.
         width: channel / hidden-size multiplier (> 0); tiny widths give tiny models.
         **options: model-specific options (see the module table).
 
     Returns:
-        ``nn.Module`` in training mode mapping ``[B, *input_shape]`` to ``[B, num_classes]``.
+        ``nn.Module`` in training mode mapping ``[B, *input_shape]`` to ``[B, num_classes]``
+        (language models: ``[B, T]`` token ids to ``[B, T, num_classes]`` logits).
 
     Raises:
         ValueError: unknown name (the error lists the valid names), unknown or invalid option,
@@ -113,6 +142,11 @@ def build_model(
     if not input_shape or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in input_shape):
         raise ValueError(f"input_shape must be a non-empty tuple of positive ints, got {input_shape!r}")
     width = check_width(width)
+    if name.startswith(HF_PREFIX):
+        return build_huggingface(name[len(HF_PREFIX):], num_classes=num_classes, input_shape=input_shape,
+                                 width=width, **options)
+    if is_import_path(name):
+        return build_from_path(name, num_classes=num_classes, input_shape=input_shape, width=width, **options)
     if name.startswith(PREFIX):
         tv_name = name[len(PREFIX) :]
         return build_torchvision(tv_name, num_classes=num_classes, input_shape=input_shape, width=width, **options)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from losslines import batched
 from losslines.data import Dataset, load_dataset
 from losslines.engine import Grid, LineSampler, Schedule, make_grid, make_schedule
 from losslines.engine.modes import active_dropout
@@ -94,8 +95,8 @@ def build_parts(cfg: RunConfig) -> RunParts:
     model = build_model(cfg.model.name, num_classes=dataset.num_classes, input_shape=dataset.input_shape,
                         width=cfg.model.width, **cfg.model.options).to(device)
     stepper = Stepper(cfg, model)
-    order = DataOrder(dataset.train.inputs.to(device), dataset.train.targets.to(device), cfg.train.batch_size,
-                      seed=cfg.seed, augment=d.augment)
+    train = dataset.train.to(device)
+    order = DataOrder(train.inputs, train.targets, cfg.train.batch_size, seed=cfg.seed, augment=d.augment)
     n_train = len(dataset.train)
     n_measured = cfg.measure.n_train or n_train
     if n_measured > n_train:
@@ -120,11 +121,12 @@ def build_sampler(parts: RunParts, sink: LineSink) -> LineSampler:
         ValueError: a measurement setting the evaluator refuses (the sink is not opened).
     """
     m, (train_x, train_y) = parts.cfg.measure, parts.train
-    val = parts.dataset.val
+    val = parts.dataset.val.to(parts.device)
+    measured = slice(0, parts.n_measured)
     return LineSampler(
         parts.model, grid=parts.grid, schedule=parts.schedule,
-        train=(train_x[:parts.n_measured], train_y[:parts.n_measured]),
-        val=(val.inputs.to(parts.device), val.targets.to(parts.device)) if len(val) else None,
+        train=(batched.take(train_x, measured), batched.take(train_y, measured)),
+        val=(val.inputs, val.targets) if len(val) else None,
         bn=m.bn, bn_group=m.bn_group, loss=parts.loss, sample_losses=tuple(s for s in SPLITS if s in m.sample_losses),
         sink=sink, strategy=m.strategy, batch_size=parts.cfg.train.batch_size, memory_budget=memory_budget(m),
         check_sgd_slope=not active_dropout(parts.model),

@@ -14,7 +14,8 @@ from losslines.data.registry import DIGITS_DEFAULT_VAL
 
 def test_names():
     names = dataset_names()
-    assert set(names) == {"digits", "synthetic", "cifar10", "cifar100", "mnist", "fashion_mnist", "svhn"}
+    assert set(names) == {"digits", "synthetic", "cifar10", "cifar100", "mnist", "fashion_mnist", "svhn",
+                          "python_source", "synthetic_tokens"}
 
 
 def test_unknown_name_lists_valid_names():
@@ -199,8 +200,14 @@ def test_split_rejects_inconsistent_fields():
         Split(x, torch.zeros(3, dtype=torch.int64), torch.arange(2))
     with pytest.raises(ValueError, match="strictly increasing"):
         Split(x, torch.zeros(3, dtype=torch.int64), torch.tensor([0, 2, 1]))
-    with pytest.raises(ValueError, match="must be float32"):
-        Split(x.double(), torch.zeros(3, dtype=torch.int64), torch.arange(3))
+    with pytest.raises(ValueError, match="targets hold 2 samples, the inputs 3"):
+        Split(x, torch.zeros(2, dtype=torch.int64), torch.arange(3))
+    with pytest.raises(ValueError, match="must share dim 0"):
+        Split({"ids": x, "mask": torch.ones(2, 4)}, torch.zeros(3, dtype=torch.int64), torch.arange(3))
+    # any batched structure of any dtype: token ids, dict inputs
+    tokens = Split({"input_ids": torch.zeros(3, 5, dtype=torch.int64), "attention_mask": torch.ones(3, 5)},
+                   torch.zeros(3, 5, dtype=torch.int64), torch.arange(3))
+    assert len(tokens) == 3 and len(tokens.to("cpu")) == 3
 
 
 def test_dataset_rejects_overlapping_pool_ids_and_wrong_shapes():

@@ -10,7 +10,8 @@ from losslines.models import build_model, model_names
 from losslines.models.cifar_resnet import DEPTHS, ShortcutA
 from losslines.models.width import divisible, scaled
 
-OWN_MODELS = [n for n in model_names() if not n.startswith("torchvision:")]
+OWN_MODELS = [n for n in model_names() if "<" not in n]  # the registry's own entries
+IMAGE_MODELS = [n for n in OWN_MODELS if n != "byte_lm"]
 TINY = {"mobilenetv2": dict(width=0.1, last_channel=16)}
 
 
@@ -24,13 +25,14 @@ def _count(model: nn.Module) -> int:
 
 
 def test_names():
-    assert set(OWN_MODELS) == {f"resnet{d}" for d in DEPTHS} | {"resnet18", "mobilenetv2", "small_cnn", "mlp"}
-    assert "torchvision:<name>" in model_names()
+    assert set(OWN_MODELS) == {f"resnet{d}" for d in DEPTHS} | {"resnet18", "mobilenetv2", "small_cnn", "mlp",
+                                                                 "vit", "byte_lm"}
+    assert {"torchvision:<name>", "hf:<type>", "<package.module>:<factory>"} <= set(model_names())
 
 
 SHAPES = [(1, 32, 32), (3, 32, 32), (1, 8, 8), (3, 8, 8)]
 # resnet110 runs at 8x8 only, for speed
-FORWARD_CASES = [(n, s) for n in OWN_MODELS for s in SHAPES if not (n == "resnet110" and s[1] == 32)]
+FORWARD_CASES = [(n, s) for n in IMAGE_MODELS for s in SHAPES if not (n == "resnet110" and s[1] == 32)]
 
 
 @pytest.mark.parametrize("name, input_shape", FORWARD_CASES)
@@ -156,7 +158,7 @@ def test_convs_get_kaiming_fan_out_init():
 
 @pytest.mark.parametrize("name", OWN_MODELS)
 def test_no_active_dropout_by_default(name):
-    model = _tiny(name, 3, (3, 8, 8))
+    model = _tiny(name, 3, (8,) if name == "byte_lm" else (3, 8, 8))
     assert not any(isinstance(m, nn.Dropout) and m.p > 0 for m in model.modules())
 
 
@@ -213,7 +215,8 @@ def test_torchvision_errors():
 
 
 def test_unknown_model_lists_names():
-    listing = r"unknown model 'resnet21'; valid names: resnet20, resnet32, .*mlp, torchvision:<name>"
+    listing = (r"unknown model .resnet21.; valid names: resnet20, resnet32, .*mlp, vit, byte_lm, torchvision:<name>, "
+               r"hf:<type>, <package.module>:<factory>")
     with pytest.raises(ValueError, match=listing):
         build_model("resnet21", num_classes=10, input_shape=(3, 32, 32))
 
