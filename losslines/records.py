@@ -134,6 +134,7 @@ class LineRecord:
         splits: ``{"train" | "val" | "batch": SplitLine}`` of the measured splits.
         batch_ids: ``[B]`` int64 dataset ids of the direction batch (-1: unknown or padding),
             or None when the batch is not measured.
+        dropout_seed: the seed of the line's dropout mask (``dropout="fixed"``), else None.
     """
 
     step: int
@@ -143,6 +144,7 @@ class LineRecord:
     update_step: float
     splits: Mapping[str, SplitLine] = field(default_factory=dict)
     batch_ids: np.ndarray | None = None
+    dropout_seed: int | None = None
 
     def __getitem__(self, split: str) -> SplitLine:
         return self.splits[split]

@@ -22,7 +22,10 @@ Semantics (the measurement changes nothing):
   the training batch size). If ``N`` is not a multiple of ``bn_group`` the last group holds the
   remaining ``N mod bn_group`` samples and is normalised with their statistics (as a
   ``DataLoader`` without ``drop_last`` would). The mean is over samples, not over groups.
-* ``dropout="off"`` (default): dropout is the identity; ``"error"``: active dropout is an error.
+* ``dropout="off"`` (default): dropout is the identity; ``"error"``: active dropout is an error;
+  ``"fixed"``: train-mode dropout with one mask per line, drawn from the line's ``dropout_seed``
+  (the same at every point; the mask of a sample depends on the seed and on the data chunk it
+  is evaluated in, which is fixed for the evaluator).
 * Safeguard: on its first measurement an evaluator evaluates s = 0 twice on the first chunk and
   requires bit-identical outputs (hidden randomness, e.g. functional dropout or noise layers,
   is an error).
@@ -68,6 +71,8 @@ class LineMeasurement:
         bn, bn_group, loss: the settings the line was measured with.
         strategy: the strategy that computed the values ("loop" or "vmap"; for "auto", the one it
             chose — ``LineEvaluator.strategy_report`` says why).
+        loss_name: the loss measured.
+        dropout_seed: the seed of the line's dropout mask (``dropout="fixed"``), else None.
     """
 
     positions: np.ndarray
@@ -82,6 +87,7 @@ class LineMeasurement:
     bn_group: int | None
     strategy: str
     loss_name: str
+    dropout_seed: int | None = None
 
     @property
     def n_samples(self) -> int:
@@ -115,7 +121,7 @@ class LineEvaluator:
             ``Loss`` record; its target check runs here.
         strategy: evaluation strategy name (``engine.strategies``: "loop", "vmap", "auto") or a
             ``Strategy`` instance (evaluators sharing one ``AutoStrategy`` share its decision).
-        dropout: ``"off"`` or ``"error"``.
+        dropout: ``"off"``, ``"error"`` or ``"fixed"`` (see the module docstring).
         chunk_size: rows per forward in ``bn="running"`` (default: from ``memory_budget``).
         memory_budget: bytes one chunk may hold (rows in ``bn="running"``, points per strategy
             call); None: ``engine.memory.default_memory_budget`` of the model's device.
@@ -232,7 +238,8 @@ class LineEvaluator:
     # -- measurement ----------------------------------------------------------------------------
 
     def measure(self, direction, positions, *, params: Mapping[str, Tensor] | None = None,
-                buffers: Mapping[str, Tensor] | None = None, slope: bool = True) -> LineMeasurement:
+                buffers: Mapping[str, Tensor] | None = None, slope: bool = True,
+                dropout_seed: int | None = None) -> LineMeasurement:
         """Measure the line ``θ_t + s·û`` at ``positions``.
 
         Args:
@@ -242,6 +249,7 @@ class LineEvaluator:
             params: θ_t for some/all parameters (default: the model's current values).
             buffers: buffer values at θ_t (default: the model's current buffers).
             slope: also compute the exact slopes at s = 0 (one jvp pass over the data).
+            dropout_seed: the line's dropout mask seed; required with ``dropout="fixed"``.
 
         Returns:
             ``LineMeasurement``.
@@ -251,8 +259,12 @@ class LineEvaluator:
             RuntimeError: the double evaluation of s = 0 disagreed (hidden randomness).
         """
         pos = _check_positions(positions)
-        line = LinePoints(self.model, direction, params=params, buffers=buffers, channels_last=self.channels_last)
-        with preserved_rng(), measurement_modes(self.model, self.bn):
+        if (self.dropout == "fixed") != (dropout_seed is not None):
+            raise ValueError("dropout='fixed' needs the line's mask seed, measure(..., dropout_seed=int); other "
+                             f"dropout modes take none (dropout={self.dropout!r}, dropout_seed={dropout_seed!r})")
+        line = LinePoints(self.model, direction, params=params, buffers=buffers, channels_last=self.channels_last,
+                          seed=dropout_seed)
+        with preserved_rng(), measurement_modes(self.model, self.bn, self.dropout):
             chunks = self._row_chunks(line)
             if self.self_check and not self._checked:
                 self._double_check(line, chunks[0])
@@ -273,6 +285,7 @@ class LineEvaluator:
             accuracy=accuracy, slope0=slope0, sample_slope0=sample_slope0,
             direction_length=line.direction_length, params_norm=line.params_norm, bn=self.bn,
             bn_group=self.bn_group, strategy=self.strategy.report.chosen, loss_name=self.loss,
+            dropout_seed=dropout_seed,
         )
 
     def _double_check(self, line: LinePoints, rows: slice) -> None:
@@ -374,7 +387,8 @@ def measure_line(model: nn.Module, inputs: Tensor, targets: Tensor, direction, p
                  params: Mapping[str, Tensor] | None = None, buffers: Mapping[str, Tensor] | None = None,
                  strategy: str = "loop", slope: bool = True, chunk_size: int | None = None,
                  dropout: str = "off", memory_budget: int | None = None,
-                 point_chunk: int | None = None, memory_format: str = "auto") -> LineMeasurement:
+                 point_chunk: int | None = None, memory_format: str = "auto",
+                 dropout_seed: int | None = None) -> LineMeasurement:
     """Measure one loss line: ``LineEvaluator(model, inputs, targets, ...).measure(direction, positions)``.
 
     See ``LineEvaluator`` for the arguments and ``LineMeasurement`` for the result. The slope uses
@@ -383,4 +397,5 @@ def measure_line(model: nn.Module, inputs: Tensor, targets: Tensor, direction, p
     evaluator = LineEvaluator(model, inputs, targets, bn=bn, bn_group=bn_group, loss=loss, strategy=strategy,
                               dropout=dropout, chunk_size=chunk_size, memory_budget=memory_budget,
                               point_chunk=point_chunk, memory_format=memory_format)
-    return evaluator.measure(direction, positions, params=params, buffers=buffers, slope=slope)
+    return evaluator.measure(direction, positions, params=params, buffers=buffers, slope=slope,
+                             dropout_seed=dropout_seed)

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from losslines import batched
 from losslines.engine.directions import tensor_norm
+from losslines.engine.rng import seeded
 
 
 def _as_direction_dict(direction, trainable: Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -71,6 +72,8 @@ class LinePoints:
         channels_last: hold 4-D parameters (convolution weights) in channels-last layout, so
             every point's parameters are channels-last too (same values; faster convolutions on
             CPU with channels-last inputs).
+        seed: run every forward from this random state (``engine.rng.seeded``): with train-mode
+            dropout, the same mask at every point. None: the generators as they are.
 
     Attributes:
         direction_length: ‖direction‖ as given (float64).
@@ -82,8 +85,9 @@ class LinePoints:
     """
 
     def __init__(self, model: nn.Module, direction, *, params: Mapping[str, Tensor] | None = None,
-                 buffers: Mapping[str, Tensor] | None = None, channels_last: bool = False):
-        self.model = model
+                 buffers: Mapping[str, Tensor] | None = None, channels_last: bool = False,
+                 seed: int | None = None):
+        self.model, self.seed = model, seed
         named = dict(model.named_parameters())
         trainable = {n: p for n, p in named.items() if p.requires_grad}
         if not trainable:
@@ -143,14 +147,16 @@ class LinePoints:
     def forward(self, s: float, x):
         """Model output at ``θ(s)`` for inputs ``x`` (a tensor or a tuple/dict of tensors; the
         caller chooses grad mode and module modes)."""
-        return batched.call(self.model, x, (self.params_at(s), self.buffers))
+        with seeded(self.seed, self.device):
+            return batched.call(self.model, x, (self.params_at(s), self.buffers))
 
     def forward_dual(self, s: Tensor, x):
         """Model output at ``θ_t + s·û`` for a 0-d tensor ``s`` in the model's dtype
         (differentiable in s, e.g. a forward-mode dual number)."""
         params = {n: self.theta[n] + s * (self.u[n] * self.scale) for n in self.names}
         params.update(self.frozen)
-        return batched.call(self.model, x, (params, self.buffers))
+        with seeded(self.seed, self.device):
+            return batched.call(self.model, x, (params, self.buffers))
 
 
 def _laid_out(t: Tensor, layout) -> Tensor:

@@ -8,7 +8,10 @@
   all buffers (``LinePoints``), so the copies absorb the train-mode running-average update.
 * ``dropout="off"``: every other module runs in eval mode, so dropout is the identity and the
   measured function is deterministic. ``dropout="error"``: a dropout module with ``p > 0`` is an
-  error (for runs that must not contain dropout at all).
+  error (for runs that must not contain dropout at all). ``dropout="fixed"``: dropout modules run
+  in train mode, and every forward of a line starts from the line's seed (``engine.rng.seeded``),
+  so each line is the training-mode function of *one* dropout mask — the same at every point of
+  the line, another on the next line.
 
 All module ``training`` flags are restored afterwards (``engine.rng.preserved_rng`` restores the
 global generators, so measuring consumes no randomness of the training run either).
@@ -24,7 +27,7 @@ from torch.nn.modules.batchnorm import _NormBase
 from torch.nn.modules.dropout import _DropoutNd
 
 BN_MODES = ("running", "batch")
-DROPOUT_MODES = ("off", "error")
+DROPOUT_MODES = ("off", "error", "fixed")
 
 
 def check_bn(bn: str) -> str:
@@ -79,15 +82,20 @@ def validate_model(model: nn.Module, bn: str, dropout: str) -> None:
 
 
 @contextmanager
-def measurement_modes(model: nn.Module, bn: str) -> Iterator[None]:
+def measurement_modes(model: nn.Module, bn: str, dropout: str = "off") -> Iterator[None]:
     """Put ``model`` in the measurement's modes for the block; restore every ``training`` flag."""
     check_bn(bn)
+    check_dropout(dropout)
     flags = [(m, m.training) for m in model.modules()]
     try:
         model.eval()
         if bn == "batch":
             for _, m in norm_layers(model):
                 m.train()
+        if dropout == "fixed":
+            for m in model.modules():
+                if isinstance(m, _DropoutNd):
+                    m.train()
         yield
     finally:
         for m, flag in flags:

@@ -41,3 +41,20 @@ def preserved_rng() -> Iterator[None]:
         yield
     finally:
         set_global_rng_state(state)
+
+
+@contextmanager
+def seeded(seed: int | None, device: torch.device) -> Iterator[None]:
+    """Run the block from a fixed random state: the generators of the CPU and of ``device`` are
+    seeded with ``seed`` and restored afterwards (nothing happens for ``seed=None``). Every forward
+    of a line in ``dropout="fixed"`` runs inside it, so all its points draw the same dropout mask."""
+    if seed is None:
+        yield
+        return
+    cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.default_generator.manual_seed(int(seed))
+        for index in cuda:
+            torch.cuda.default_generators[index].manual_seed(int(seed))
+        yield
+

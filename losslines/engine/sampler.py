@@ -67,6 +67,9 @@ class LineSampler:
             each record), or None (records are kept in ``self.records``).
         strategy, dropout, chunk_size, memory_budget: passed to ``LineEvaluator`` (one strategy
             instance for all splits: ``"auto"`` decides once, on the first line's train split).
+        dropout_seed: with ``dropout="fixed"``, the base of the lines' mask seeds: the line of
+            step t draws its mask from ``line_dropout_seed(dropout_seed, t)`` (recorded in the
+            record); every split and every all-directions line of that step use that seed.
         measure_batch: measure the direction batch (then ``batch=`` is required at measured steps).
         batch_size: slots of the batch arrays (default: the size of the first measured batch;
             smaller batches are padded with NaN losses and id -1); required with a ``LineSink``.
@@ -86,11 +89,12 @@ class LineSampler:
                  sink: LineSink | Callable[[LineRecord], object] | None = None, strategy: str = "loop", dropout: str = "off",
                  chunk_size: int | None = None, memory_budget: int | None = None,
                  measure_batch: bool = True, batch_size: int | None = None, slope: bool = True,
-                 check_sgd_slope: bool = True):
+                 check_sgd_slope: bool = True, dropout_seed: int = 0):
         if not isinstance(grid, Grid) or not isinstance(schedule, Schedule):
             raise ValueError("grid must be a Grid (make_grid) and schedule a Schedule")
         self.model, self.grid, self.schedule, self.loss = model, grid, schedule, loss
         self.slope, self.check_sgd_slope = slope, check_sgd_slope
+        self.dropout, self.dropout_seed = dropout, int(dropout_seed)
         self._eval_kwargs = dict(loss=loss, strategy=make_strategy(strategy), dropout=dropout,
                                  memory_budget=memory_budget)
         group = bn_group if bn == "batch" else None
@@ -244,7 +248,8 @@ class LineSampler:
         if self.measure_batch:
             evaluators["batch"] = self._batch_evaluator(batch, trained_bn)
         grid, positions = self.grid, self.grid.positions
-        kwargs = dict(params=theta_t, buffers=buffers_t)
+        seed = line_dropout_seed(self.dropout_seed, step) if self.dropout == "fixed" else None
+        kwargs = dict(params=theta_t, buffers=buffers_t, dropout_seed=seed)
         core = grid.ring_indices(0)
         points = np.append(positions[core], direction.update_step)
         out = {}
@@ -258,7 +263,7 @@ class LineSampler:
             ring = grid.ring_indices(n_rings)
             for split, ev in evaluators.items():
                 out[split].fill(ring, ev.measure(direction.vector, positions[ring], slope=False, **kwargs))
-        return self._record(step, epoch, direction, out, batch_ids)
+        return self._record(step, epoch, direction, out, batch_ids, seed)
 
     def _min_on_edge(self, loss: np.ndarray, n_rings: int) -> bool:
         mask = self.grid.measured_mask(n_rings)
@@ -268,7 +273,8 @@ class LineSampler:
         best = idx[int(np.nanargmin(np.where(np.isfinite(loss[idx]), loss[idx], np.nan)))]
         return best in self.grid.edge_indices(n_rings)
 
-    def _record(self, step: int, epoch: int, direction: Direction, out: dict, batch_ids) -> LineRecord:
+    def _record(self, step: int, epoch: int, direction: Direction, out: dict, batch_ids,
+                dropout_seed: int | None) -> LineRecord:
         splits = {}
         for split, arr in out.items():
             sample_loss = None
@@ -279,7 +285,7 @@ class LineSampler:
         ids = self._batch_ids(batch_ids, out["batch"].sample_loss.shape[1]) if self.measure_batch else None
         return LineRecord(step=int(step), epoch=int(epoch), lr=float(direction.lr),
                           direction_norm=float(direction.direction_norm), update_step=float(direction.update_step),
-                          splits=splits, batch_ids=ids)
+                          splits=splits, batch_ids=ids, dropout_seed=dropout_seed)
 
     def _batch_ids(self, batch_ids, n: int) -> np.ndarray:
         ids = np.full(self.batch_size, -1, dtype=np.int64)
@@ -302,6 +308,11 @@ class LineSampler:
                 "(dropout or other randomness in training, a different loss or regulariser, gradient "
                 "accumulation, a different BatchNorm mode). Pass check_sgd_slope=False if intended."
             )
+
+
+def line_dropout_seed(base: int, step: int) -> int:
+    """The dropout-mask seed of the line of training step ``step`` (``dropout="fixed"``)."""
+    return int(base) * 1_000_033 + int(step)
 
 
 def _pad(sample_loss: np.ndarray, slots: int) -> np.ndarray:

@@ -36,6 +36,7 @@ from torch.func import vmap
 
 from losslines import batched
 from losslines.engine.line import LinePoints
+from losslines.engine.rng import seeded
 from losslines.engine.memory import ForwardProfile, loop_points, vmap_points
 
 log = logging.getLogger("losslines.engine")
@@ -133,10 +134,11 @@ class VmapStrategy(Strategy):
             params.update(frozen)
             return batched.call(model, x, (params, buffers))
 
-        if any(m.training for m in model.modules()):  # train-mode layers may write their buffers
-            buffers = {n: b.unsqueeze(0).expand(k, *b.shape).clone() for n, b in line.buffers.items()}
-            return vmap(point, in_dims=(0, 0), randomness="same")(s, buffers)
-        return vmap(point, in_dims=(0, None), randomness="same")(s, line.buffers)
+        with seeded(line.seed, line.device):  # dropout="fixed": one mask, shared by every point
+            if any(m.training for m in model.modules()):  # train-mode layers may write their buffers
+                buffers = {n: b.unsqueeze(0).expand(k, *b.shape).clone() for n, b in line.buffers.items()}
+                return vmap(point, in_dims=(0, 0), randomness="same")(s, buffers)
+            return vmap(point, in_dims=(0, None), randomness="same")(s, line.buffers)
 
     def point_chunk(self, profile, *, rows, outputs_per_row, element_size, k_total, budget):
         return vmap_points(profile, rows=rows, outputs_per_row=outputs_per_row, element_size=element_size,

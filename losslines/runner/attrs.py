@@ -29,13 +29,17 @@ def store_attrs(parts: RunParts) -> dict:
             "bn_group": cfg.measure.bn_group,
             "loss": cfg.measure.loss,
             "strategy": cfg.measure.strategy,
-            "dropout": "off",
+            "dropout": {"off": "off", "error": "off (active dropout refused)",
+                        "fixed": "fixed: train-mode dropout, one mask per line, the same at every point; the line "
+                                 "of step t draws it from seed config.seed * 1000033 + t"}[cfg.measure.dropout],
             "accumulation": "float64",
             "slopes": "exact (torch.func.jvp)",
             "position": "distance along the unit update direction",
             "batch_measured_on": "the (augmented) inputs that defined the direction",
             "buffers": "BatchNorm running statistics as the step found them (after step t's training forward)",
-            "sgd_slope_check": "off: training uses dropout, the measurement evaluates it as the identity"
+            "sgd_slope_check": ("off: training uses dropout, the measurement evaluates it as the identity"
+                                if cfg.measure.dropout != "fixed" else
+                                "off: training draws a new dropout mask each step, the measurement one per line")
             if active_dropout(model) else "on where it applies (plain SGD without weight decay)",
         },
         "grid": {

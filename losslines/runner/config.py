@@ -132,6 +132,9 @@ class MeasureConfig:
         max_enlargements: rings of the same spacing measured when the minimum is on the edge.
         bn: ``batch`` (train-mode statistics over groups of ``bn_group`` samples) or
             ``running`` (eval-mode running statistics).
+        dropout: ``off`` (dropout is the identity while measuring), ``fixed`` (train-mode
+            dropout, one mask per line drawn from the line's seed, the same at every point) or
+            ``error`` (a model with active dropout is refused).
         loss: a registered per-sample loss (``losslines.losses``): ``cross_entropy``, ``mse``.
         strategy: a registered evaluation strategy (``engine.strategies``): ``loop`` (one
             forward per point; fastest on CPU), ``vmap`` (``torch.func.vmap`` over chunks of
@@ -159,6 +162,7 @@ class MeasureConfig:
     max_enlargements: int = 0
     bn: Literal["batch", "running"] = "batch"
     bn_group: int = 128
+    dropout: Literal["off", "fixed", "error"] = "off"
     loss: str = "cross_entropy"
     strategy: str = "loop"
     max_memory: str = "auto"
