@@ -19,6 +19,8 @@ TINY = ["train.steps=3", "train.checkpoint_every=0", "measure.every=1", "measure
         "measure.max_enlargements=0", "threads=1", "device='cpu'"]
 TINY_CIFAR = ["data.fraction=0.5", "data.n_val=6", "train.batch_size=8", "measure.bn_group=8",
               "model.width=0.125"]
+TINY_TEXT = ["data.fraction=0.003", "data.n_val=6", "data.options.seq_len=16", "data.options.max_bytes=200000",
+             "train.batch_size=8", "model.width=0.125"]
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
@@ -28,6 +30,8 @@ def test_config_runs_at_tiny_size(config, tmp_path, disk_writers, capsys):
     if cfg.data.name == "cifar10":
         disk_writers.cifar(tmp_path / "data" / "cifar10", "cifar10", per_file={"train": 8, "test": 12})
         overrides += TINY_CIFAR
+    elif cfg.data.name == "python_source":
+        overrides += TINY_TEXT
     else:
         overrides += ["train.batch_size=32", "measure.bn_group=32"]
     out = tmp_path / "store.zarr"
