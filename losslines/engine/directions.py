@@ -41,12 +41,28 @@ class Direction:
     lr: float
 
 
+FLOAT64_CHUNK = 1 << 22  # elements of a float64 temporary (32 MiB): bounds the extra memory of large tensors
+
+
+def row_chunks(t: Tensor) -> list[slice]:
+    """Slices along dim 0 holding at most ``FLOAT64_CHUNK`` elements each (one slice for a 0-d or
+    small tensor), so float64 work on a huge tensor never needs a float64 copy of all of it."""
+    if t.dim() == 0 or t.numel() <= FLOAT64_CHUNK:
+        return [slice(None)]
+    rows = max(1, FLOAT64_CHUNK // max(1, t[0].numel()))
+    return [slice(i, i + rows) for i in range(0, t.shape[0], rows)]
+
+
 def tensor_norm(tensors: Iterable[Tensor]) -> float:
-    """Euclidean norm of the concatenation of ``tensors``, accumulated in float64."""
-    total = 0.0
+    """Euclidean norm of the concatenation of ``tensors``, accumulated in float64 (in chunks of
+    at most ``FLOAT64_CHUNK`` elements: memory beyond the tensors stays bounded)."""
+    total = None
     for t in tensors:
-        total += float(torch.sum(t.detach().to(torch.float64) ** 2))
-    return math.sqrt(total)
+        t = t.detach()
+        for rows in row_chunks(t):
+            part = torch.sum(t[rows].to(torch.float64) ** 2)
+            total = part if total is None else total + part
+    return math.sqrt(float(total)) if total is not None else 0.0
 
 
 def trainable_parameters(model_or_params: nn.Module | Iterable[tuple[str, nn.Parameter]]) -> dict[str, nn.Parameter]:

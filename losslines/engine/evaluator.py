@@ -34,8 +34,9 @@ Semantics (the measurement changes nothing):
 from __future__ import annotations
 
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Iterator, Mapping
 
 import numpy as np
 import torch
@@ -355,31 +356,33 @@ class LineEvaluator:
         return self.loss_spec.as_rows(batched.flatten_points(out, k, n))
 
     def _slopes(self, line: LinePoints, chunks: list[slice]) -> Tensor:
-        """``[N]`` float64 exact ``dℓ_i/ds`` at s = 0, by forward-mode AD per chunk (group)."""
+        """``[N]`` float64 exact ``dℓ_i/ds`` at s = 0, by forward-mode AD per chunk (group): the
+        parameters are dual numbers ``(θ_t, u)``, the per-sample tangents ``dℓ_i/dt`` along u,
+        scaled by ``1/‖u‖`` in float64."""
         out = torch.empty(self.n_samples, dtype=torch.float64, device=line.device)
-        s0 = torch.zeros((), dtype=line.dtype, device=line.device)
-        one = torch.ones((), dtype=line.dtype, device=line.device)
         for rows in chunks:
             x, y = batched.take(self.inputs, rows), batched.take(self.targets, rows)
-            with forward_ad.dual_level():
-                s = _make_dual(s0, one)
-                outputs = batched.map_tensors(lambda t: t.unsqueeze(0), line.forward_dual(s, x))
+            with forward_ad.dual_level(), _quiet_jit_deprecation():
+                outputs = batched.map_tensors(lambda t: t.unsqueeze(0), line.forward_tangent(x))
                 logits = self._as_logits(outputs, 1, batched.rows(x))
                 self.loss_spec.check(logits, y)
                 per_sample, _ = self.loss_spec.reference(logits, y)
                 tangent = forward_ad.unpack_dual(per_sample).tangent
-            out[rows] = tangent.detach().to(torch.float64)
+            if tangent is None:  # the loss does not depend on the trainable parameters
+                tangent = torch.zeros_like(per_sample)
+            out[rows] = tangent.detach().to(torch.float64) * line.scale
         return out
 
 
-def _make_dual(primal: Tensor, tangent: Tensor) -> Tensor:
-    """``forward_ad.make_dual``; its first call makes torch script its jvp decompositions, which
-    raises torch's own deprecation warning for ``torch.jit.script`` — a ``FutureWarning`` in torch
-    2.14, a ``DeprecationWarning`` in 2.11 (seen on CUDA) — silenced here, narrowly: that message only."""
+@contextmanager
+def _quiet_jit_deprecation() -> Iterator[None]:
+    """The first forward-mode computation makes torch script its jvp decompositions, which raises
+    torch's own deprecation warning for ``torch.jit.script`` — a ``FutureWarning`` in torch 2.14,
+    a ``DeprecationWarning`` in 2.11 (seen on CUDA) — silenced here, narrowly: that message only."""
     with warnings.catch_warnings():
         for category in (FutureWarning, DeprecationWarning):
             warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=category)
-        return forward_ad.make_dual(primal, tangent)
+        yield
 
 
 def measure_line(model: nn.Module, inputs: Tensor, targets: Tensor, direction, positions, *,

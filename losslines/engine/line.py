@@ -16,9 +16,10 @@ from typing import Mapping
 
 import torch
 from torch import Tensor, nn
+from torch.autograd import forward_ad
 
 from losslines import batched
-from losslines.engine.directions import tensor_norm
+from losslines.engine.directions import row_chunks, tensor_norm
 from losslines.engine.rng import seeded
 
 
@@ -132,11 +133,17 @@ class LinePoints:
         a 0-d float64 tensor (also a batched one under ``vmap``); both give the same bits."""
         theta, u = self.theta[name], self.u[name]
         c = s * self.scale
-        if theta.dtype == torch.float64:
-            return theta + c * u
-        if isinstance(c, float):  # one float64 temporary, updated in place: c·u, then + θ
-            return u.to(torch.float64).mul_(c).add_(theta).to(theta.dtype)
-        return (c * u.to(torch.float64) + theta.to(torch.float64)).to(theta.dtype)
+        if not isinstance(c, float):  # a tensor s (vmap): the whole tensor at once, batched
+            if theta.dtype == torch.float64:
+                return theta + c * u
+            return (c * u.to(torch.float64) + theta.to(torch.float64)).to(theta.dtype)
+        out = torch.empty_like(theta)
+        for rows in row_chunks(theta):  # float64 temporaries of at most FLOAT64_CHUNK elements
+            if theta.dtype == torch.float64:
+                out[rows] = theta[rows] + c * u[rows]
+            else:  # c·u, then + θ, in one temporary, rounded once
+                out[rows] = u[rows].to(torch.float64).mul_(c).add_(theta[rows])
+        return out
 
     def params_at(self, s: float) -> dict[str, Tensor]:
         """All parameters at distance ``s`` (float) along û, in the parameters' dtypes."""
@@ -150,10 +157,12 @@ class LinePoints:
         with seeded(self.seed, self.device):
             return batched.call(self.model, x, (self.params_at(s), self.buffers))
 
-    def forward_dual(self, s: Tensor, x):
-        """Model output at ``θ_t + s·û`` for a 0-d tensor ``s`` in the model's dtype
-        (differentiable in s, e.g. a forward-mode dual number)."""
-        params = {n: self.theta[n] + s * (self.u[n] * self.scale) for n in self.names}
+    def forward_tangent(self, x):
+        """Model output at θ_t whose forward-mode tangent is the derivative along ``u`` (call
+        inside ``torch.autograd.forward_ad.dual_level()``): every parameter is the dual number
+        ``(θ_t, u)``, built on the tensors the line already holds (no new parameter-sized
+        memory). The derivative along the unit direction is that tangent times ``self.scale``."""
+        params = {n: forward_ad.make_dual(self.theta[n], self.u[n]) for n in self.names}
         params.update(self.frozen)
         with seeded(self.seed, self.device):
             return batched.call(self.model, x, (params, self.buffers))
