@@ -87,3 +87,21 @@ def test_analysis_reports_the_directions_of_a_run(tmp_path, tiny_config):
     assert report.result.directions is not None
     assert any("direction" in str(f) for f in report.figures.values()) or any(
         "direction" in str(k) for k in report.figures)
+
+
+def test_all_directions_for_a_language_model(tmp_path, tiny_config):
+    """The Fig. 8 mode on a causal LM: token data, token cross-entropy, M directions per position."""
+    cfg = tiny_config(tmp_path, "data.name=synthetic_tokens", "data.n_val=8", "data.options={vocab=13, seq_len=6}",
+                      "model.name=byte_lm", "model.width=0.125", "model.options={depth=1, heads=2}",
+                      "measure.loss=token_cross_entropy", "measure.bn=running", "train.momentum=0.0",
+                      "measure.half_width=0.2", *DIRECTIONS, name="lm")
+    run(cfg, progress=False)
+    store = open_store(cfg.store_path)
+    d = store.directions
+    assert store.status == "complete" and d is not None and d.committed_lines == 2
+    k = store.position.size
+    assert d["loss_train"].shape == (2, 3, k) and np.isfinite(d["loss_train"][...]).all()
+    # plain SGD on each direction's own batch: the batch slope is minus that batch's gradient norm
+    np.testing.assert_allclose(d["slope0_batch"][...], -d["direction_norm"][...], rtol=1e-4)
+    acc = d["acc_train"][...]
+    assert ((acc >= 0) & (acc <= 1)).all()  # token accuracy
