@@ -11,6 +11,8 @@ sides can depend on it and neither depends on the other (docs/design.md, "Archit
   ``val``, ``batch``) the mean loss and accuracy per grid point, the loss at the step taken,
   the exact slope at 0 and, where kept, every per-sample loss.
 * :class:`DirectionsRecord` — the paper's "all directions" mode: M lines from one θ_t.
+* :class:`StepRecord` — the cheap per-step mode: for every training step the loss and exact
+  slope at s = 0 and the loss at the step taken, per split.
 * :class:`LineSink` — what a sampler emits records into (a store sink, or any object with
   ``open`` and ``append``; a plain callable also serves).
 * The plain-SGD slope rule (``sgd_slope_mismatch``): the one definition that the sampler
@@ -61,11 +63,13 @@ class LineShape:
             batches are padded.
         sample_losses: the splits whose per-sample losses every record carries, in
             ``SPLITS`` order.
+        per_step: the sampler also emits a ``StepRecord`` at every training step.
     """
 
     positions: np.ndarray
     n_samples: Mapping[str, int]
     sample_losses: tuple[str, ...] = ()
+    per_step: bool = False
 
     def __post_init__(self) -> None:
         pos = np.asarray(self.positions, dtype=np.float64)
@@ -97,7 +101,8 @@ class LineShape:
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, LineShape) and np.array_equal(self.positions, other.positions)
-                and dict(self.n_samples) == dict(other.n_samples) and self.sample_losses == other.sample_losses)
+                and dict(self.n_samples) == dict(other.n_samples) and self.sample_losses == other.sample_losses
+                and self.per_step == other.per_step)
 
 
 @dataclass(frozen=True)
@@ -165,13 +170,48 @@ class DirectionsRecord:
     lines: tuple[LineRecord, ...]
 
 
+@dataclass(frozen=True)
+class StepValues:
+    """One split at one training step, at θ_t along the step's direction.
+
+    Attributes:
+        loss0: mean loss at s = 0 (nats).
+        accuracy0: accuracy at s = 0 (NaN where a loss has none).
+        slope0: exact ``dL/ds`` at s = 0 (nats per unit s).
+        loss_at_update: mean loss at ``s = update_step``, where the optimizer went.
+    """
+
+    loss0: float
+    accuracy0: float
+    slope0: float
+    loss_at_update: float
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """The cheap per-step mode: what one training step did, at a few percent of a dense line.
+
+    Attributes:
+        step, epoch, lr, direction_norm, update_step: as in :class:`LineRecord`.
+        splits: ``{"train" | "val" | "batch": StepValues}`` of the measured splits.
+    """
+
+    step: int
+    epoch: int
+    lr: float
+    direction_norm: float
+    update_step: float
+    splits: Mapping[str, StepValues] = field(default_factory=dict)
+
+
 @runtime_checkable
 class LineSink(Protocol):
     """Where a sampler emits its records.
 
     ``open(shape)`` is called once, when the sampler is constructed and its settings are
     validated (a store sink creates or reopens its store there, so refused settings leave
-    nothing behind); ``append(record)`` once per measured line.
+    nothing behind); ``append(record)`` once per measured line. A sampler with ``per_step``
+    calls ``append_step(record)`` with a ``StepRecord`` at every training step.
     """
 
     def open(self, shape: LineShape) -> None: ...

@@ -21,6 +21,7 @@ from losslines.analysis.metrics.line_shape import LineShapeMetric
 from losslines.analysis.metrics.replayed_rules import ReplayedRulesMetric
 from losslines.analysis.metrics.sample_consistency import SampleConsistencyMetric
 from losslines.analysis.metrics.slope_sources import SlopeSourcesMetric
+from losslines.analysis.metrics.step_quality import StepQualityMetric
 
 _BUILTIN: tuple[Metric, ...] = (
     ReplayedRulesMetric(),
@@ -31,6 +32,7 @@ _BUILTIN: tuple[Metric, ...] = (
     BatchSizeStudyMetric(),
     DirectionSpreadMetric(),
     SampleConsistencyMetric(),
+    StepQualityMetric(),
 )
 
 _REGISTRY: dict[str, Metric] = {}

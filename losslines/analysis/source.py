@@ -115,6 +115,11 @@ class LineSource:
         sub = self._store.directions
         return LineSource(sub) if sub is not None and sub.committed_lines > 0 else None
 
+    def steps(self) -> LineSource | None:
+        """The per-step mode's ``steps/`` group (its entries are steps), or None."""
+        sub = self._store.steps
+        return LineSource(sub) if sub is not None and sub.committed_lines > 0 else None
+
     def read(self, name: str, lines: LineRange) -> np.ndarray:
         """All selected rows of a small per-line array (``[L, ...]``)."""
         parts = [rows for _, rows in self.blocks(name, lines, rows_per_block=4096)]

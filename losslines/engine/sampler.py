@@ -46,7 +46,8 @@ from losslines.engine.evaluator import LineEvaluator, LineMeasurement
 from losslines.engine.grid import Grid
 from losslines.engine.schedule import Schedule
 from losslines.engine.strategies import StrategyReport, make_strategy
-from losslines.records import SPLITS, LineRecord, LineShape, LineSink, SplitLine, sgd_slope_mismatch
+from losslines.records import (SPLITS, LineRecord, LineShape, LineSink, SplitLine, StepRecord, StepValues,
+                               sgd_slope_mismatch)
 
 
 class LineSampler:
@@ -67,6 +68,9 @@ class LineSampler:
             each record), or None (records are kept in ``self.records``).
         strategy, dropout, chunk_size, memory_budget: passed to ``LineEvaluator`` (one strategy
             instance for all splits: ``"auto"`` decides once, on the first line's train split).
+        per_step: also measure every training step cheaply — the loss and exact slope at s = 0
+            and the loss at the step taken, per split — into a ``StepRecord`` (``sink.append_step``,
+            or ``self.step_records``). On scheduled steps it is taken from the dense line.
         dropout_seed: with ``dropout="fixed"``, the base of the lines' mask seeds: the line of
             step t draws its mask from ``line_dropout_seed(dropout_seed, t)`` (recorded in the
             record); every split and every all-directions line of that step use that seed.
@@ -89,12 +93,12 @@ class LineSampler:
                  sink: LineSink | Callable[[LineRecord], object] | None = None, strategy: str = "loop", dropout: str = "off",
                  chunk_size: int | None = None, memory_budget: int | None = None,
                  measure_batch: bool = True, batch_size: int | None = None, slope: bool = True,
-                 check_sgd_slope: bool = True, dropout_seed: int = 0):
+                 check_sgd_slope: bool = True, dropout_seed: int = 0, per_step: bool = False):
         if not isinstance(grid, Grid) or not isinstance(schedule, Schedule):
             raise ValueError("grid must be a Grid (make_grid) and schedule a Schedule")
         self.model, self.grid, self.schedule, self.loss = model, grid, schedule, loss
         self.slope, self.check_sgd_slope = slope, check_sgd_slope
-        self.dropout, self.dropout_seed = dropout, int(dropout_seed)
+        self.dropout, self.dropout_seed, self.per_step = dropout, int(dropout_seed), bool(per_step)
         self._eval_kwargs = dict(loss=loss, strategy=make_strategy(strategy), dropout=dropout,
                                  memory_budget=memory_budget)
         group = bn_group if bn == "batch" else None
@@ -116,11 +120,14 @@ class LineSampler:
             raise ValueError(f"sample_losses names {absent} but those splits are not measured; measured: {measured}")
         self.sample_losses = tuple(s for s in SPLITS if s in sample_losses)
         self.records: list[LineRecord] = []
+        self.step_records: list[StepRecord] = []
         self._wrapped: list[tuple[torch.optim.Optimizer, OptimizerStepDirection]] = []
         self._trainable = list(trainable_parameters(model))
         if sink is not None and not callable(sink) and not isinstance(sink, LineSink):
             raise ValueError(f"sink must be a LineSink (open, append), a callable or None, got {type(sink).__name__}")
         self._sink = sink
+        if per_step and sink is not None and not callable(getattr(sink, "append_step", None)):
+            raise ValueError("per_step=True needs a sink with append_step(record) (a store sink has one), or no sink")
         if isinstance(sink, LineSink):
             if self.measure_batch and self.batch_size is None:
                 raise ValueError("a LineSink needs the record shape up front: pass batch_size= (the slots of "
@@ -141,7 +148,8 @@ class LineSampler:
         sizes = {split: ev.n_samples for split, ev in self.evaluators.items()}
         if self.measure_batch:
             sizes["batch"] = self.batch_size
-        return LineShape(positions=self.grid.positions, n_samples=sizes, sample_losses=self.sample_losses)
+        return LineShape(positions=self.grid.positions, n_samples=sizes, sample_losses=self.sample_losses,
+                         per_step=self.per_step)
 
     @property
     def sink(self) -> LineSink | Callable[[LineRecord], object] | None:
@@ -175,7 +183,8 @@ class LineSampler:
             ValueError: bad source, missing batch, zero update direction.
             RuntimeError: the plain-SGD slope check failed.
         """
-        if not self.schedule.should_measure(step):
+        dense = self.schedule.should_measure(step)
+        if not dense and not self.per_step:
             yield
             return
         src = self._source(source)
@@ -190,9 +199,18 @@ class LineSampler:
             src.abort()
             raise
         direction = src.end()
+        if not dense:
+            step_record = self._measure_step(step, epoch, direction, theta_t, buffers_t, batch, trained_bn)
+            if self.measure_batch:
+                self._check_sgd(src, step, step_record.splits["batch"].slope0, step_record.direction_norm)
+            self._emit_step(step_record)
+            return
         record = self._measure_line(step, epoch, direction, theta_t, buffers_t, batch, batch_ids, trained_bn)
-        self._check_sgd(src, record)
+        if self.measure_batch:
+            self._check_sgd(src, step, record["batch"].slope0, record.direction_norm)
         self._emit(record)
+        if self.per_step:
+            self._emit_step(self._step_of(record))
 
     def measure_direction(self, step: int, direction: Direction, *, theta: dict, buffers: dict,
                           batch: tuple[Tensor, Tensor] | None = None, batch_ids=None, epoch: int = 0,
@@ -209,6 +227,38 @@ class LineSampler:
         return self._measure_line(step, epoch, direction, theta, buffers, batch, batch_ids, trained_bn)
 
     # -- internals ------------------------------------------------------------------------------
+
+    def _emit_step(self, record: StepRecord) -> None:
+        if self._sink is None:
+            self.step_records.append(record)
+        else:
+            self._sink.append_step(record)
+
+    def _measure_step(self, step: int, epoch: int, direction: Direction, theta_t: dict, buffers_t: dict,
+                      batch, trained_bn: str) -> StepRecord:
+        """The per-step values off the schedule: two points (0 and the step) and the slope."""
+        evaluators = dict(self.evaluators)
+        if self.measure_batch:
+            evaluators["batch"] = self._batch_evaluator(batch, trained_bn)
+        seed = line_dropout_seed(self.dropout_seed, step) if self.dropout == "fixed" else None
+        values = {}
+        for split, ev in evaluators.items():
+            m = ev.measure(direction.vector, [0.0, direction.update_step], slope=True, params=theta_t,
+                           buffers=buffers_t, dropout_seed=seed)
+            values[split] = StepValues(loss0=float(m.loss[0]), accuracy0=float(m.accuracy[0]), slope0=float(m.slope0),
+                                       loss_at_update=float(m.loss[1]))
+        return StepRecord(step=int(step), epoch=int(epoch), lr=float(direction.lr),
+                          direction_norm=float(direction.direction_norm), update_step=float(direction.update_step),
+                          splits=values)
+
+    def _step_of(self, record: LineRecord) -> StepRecord:
+        """The per-step values of a dense line (s = 0 is on every grid)."""
+        zero = self.grid.zero_index
+        values = {split: StepValues(loss0=float(line.loss[zero]), accuracy0=float(line.accuracy[zero]),
+                                    slope0=float(line.slope0), loss_at_update=float(line.loss_at_update))
+                  for split, line in record.splits.items()}
+        return StepRecord(step=record.step, epoch=record.epoch, lr=record.lr, direction_norm=record.direction_norm,
+                          update_step=record.update_step, splits=values)
 
     def _emit(self, record: LineRecord) -> None:
         if self._sink is None:
@@ -296,14 +346,13 @@ class LineSampler:
             ids[:n] = given
         return ids
 
-    def _check_sgd(self, src: DirectionSource, record: LineRecord) -> None:
-        if not (self.check_sgd_slope and self.slope and self.measure_batch and isinstance(src, SGDDirection)
+    def _check_sgd(self, src: DirectionSource, step: int, slope: float, norm: float) -> None:
+        if not (self.check_sgd_slope and self.slope and isinstance(src, SGDDirection)
                 and src.momentum == 0 and src.weight_decay == 0):
             return
-        slope, norm = record["batch"].slope0, record.direction_norm
         if sgd_slope_mismatch(slope, norm):
             raise RuntimeError(
-                f"plain-SGD check failed at step {record.step}: slope0_batch = {slope:.6g} but "
+                f"plain-SGD check failed at step {step}: slope0_batch = {slope:.6g} but "
                 f"-‖g‖ = {-norm:.6g}; the measured batch loss is not the loss that was differentiated "
                 "(dropout or other randomness in training, a different loss or regulariser, gradient "
                 "accumulation, a different BatchNorm mode). Pass check_sgd_slope=False if intended."

@@ -43,6 +43,7 @@ class TrainingState:
         global_rng: ``engine.rng.global_rng_state()``.
         config: the resolved config, to refuse resuming a different run.
         committed_direction_lines: lines committed to the ``directions/`` group.
+        committed_steps: entries committed to the ``steps/`` group (the per-step mode).
     """
 
     step: int
@@ -55,6 +56,7 @@ class TrainingState:
     global_rng: dict[str, Any]
     config: dict[str, Any]
     committed_direction_lines: int = 0
+    committed_steps: int = 0
 
 
 def save_checkpoint(directory: Path, state: TrainingState) -> Path:

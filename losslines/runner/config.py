@@ -149,6 +149,9 @@ class MeasureConfig:
             ``n_directions`` extra lines from θ_t along fresh mini-batch SGD directions
             (into the store's ``directions/`` group).
         n_directions: M, the number of directions per such step.
+        per_step: also measure *every* training step cheaply — the loss and exact slope at
+            s = 0 and the loss at the step taken, for every split — into the store's ``steps/``
+            group (on scheduled steps taken from the dense line).
     """
 
     direction: Literal["sgd", "step"] = "sgd"
@@ -171,6 +174,7 @@ class MeasureConfig:
     n_train: int = 0
     directions_at: list[int] = field(default_factory=list)
     n_directions: int = 0
+    per_step: bool = False
 
 
 @dataclass(frozen=True)

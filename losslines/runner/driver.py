@@ -70,7 +70,8 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: bool = True, stop_at_
         restore(parts, state)
         start = state.step
         sink = StoreSink.resume(store_path, at_line=state.committed_lines, max_queued_lines=s.max_queued_lines,
-                                at_direction_line=state.committed_direction_lines if cfg.measure.n_directions else None)
+                                at_direction_line=state.committed_direction_lines if cfg.measure.n_directions else None,
+                                at_step=state.committed_steps if cfg.measure.per_step else None)
     else:
         sink = StoreSink.create(store_path, sample_ids=parts.sample_ids, attrs=store_attrs(parts),
                                 sample_dtype=cfg.measure.sample_dtype, n_directions=cfg.measure.n_directions,

@@ -62,7 +62,8 @@ class TrainingLoop:
             step=next_step, committed_lines=w.committed_lines, epoch=next_step // p.order.steps_per_epoch,
             epoch_order=order["epoch_order"], model=p.model.state_dict(), stepper=p.stepper.state_dict(),
             generators=order["generators"], global_rng=global_rng_state(), config=self._config,
-            committed_direction_lines=w.committed_direction_lines if p.cfg.measure.n_directions else 0)
+            committed_direction_lines=w.committed_direction_lines if p.cfg.measure.n_directions else 0,
+            committed_steps=w.committed_steps if p.cfg.measure.per_step else 0)
 
     def checkpoint(self, next_step: int) -> None:
         """Commit every queued line, then save the state (atomically replacing the last one)."""

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from losslines.store.schema import DIRECTIONS_GROUP, FORMAT_ATTR, SPLITS, StoreLayout
+from losslines.store.schema import DIRECTIONS_GROUP, FORMAT_ATTR, SPLITS, STEPS_GROUP, StoreLayout
 
 
 def open_group_checked(path: str | os.PathLike[str], mode: str = "r") -> tuple[Path, zarr.Group, int]:
@@ -93,5 +93,7 @@ def infer_layout(group: zarr.Group) -> StoreLayout:
         sample_dtype=sample_dtype,  # type: ignore[arg-type]
         n_directions=n_directions,
         line_chunk=int(group["step"].chunks[0]),
+        per_step=STEPS_GROUP in group_names,
+        step_chunk=int(group[STEPS_GROUP]["step"].chunks[0]) if STEPS_GROUP in group_names else StoreLayout.step_chunk,
         sample_block=int(sample_block),
     )

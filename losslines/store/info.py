@@ -92,6 +92,9 @@ def summarize(path: str | os.PathLike[str]) -> dict[str, Any]:
     sub = store.directions
     if sub is not None:
         out["directions"] = {"per_line": layout.n_directions, **_lines_summary(sub)}
+    steps = store.steps
+    if steps is not None:
+        out["per_step"] = {"committed": steps.committed_lines}
     return out
 
 
@@ -114,6 +117,8 @@ def describe(path: str | os.PathLike[str]) -> str:
     if "directions" in s:
         d = s["directions"]
         rows.append(f"directions {d['per_line']} per line, {d['committed']} committed / {d['allocated']} allocated")
+    if "per_step" in s:
+        rows.append(f"per step   {s['per_step']['committed']} steps committed (loss, slope at 0, loss at the step)")
     for key, value in s["config"].items():
         rows.append(f"{key:<10} {value}")
     rows.append(f"size       {human_bytes(s['bytes_stored'])} on disk")

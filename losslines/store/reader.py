@@ -19,7 +19,8 @@ import numpy as np
 import zarr
 
 from losslines.store.group import infer_layout, member_names, open_group_checked
-from losslines.store.schema import COMMITTED_ATTR, DIRECTIONS_GROUP, FORMAT_ATTR, FORMAT_VERSION, STATUS_ATTR, StoreLayout
+from losslines.store.schema import (COMMITTED_ATTR, DIRECTIONS_GROUP, FORMAT_ATTR, FORMAT_VERSION, GROWING_DIMS, STATUS_ATTR,
+                                    STEPS_GROUP, StoreLayout)
 
 _SAMPLE_ID_SPLITS = ("train", "val")
 
@@ -59,7 +60,8 @@ class StoreArray:
 
     @property
     def per_line(self) -> bool:
-        return bool(self.dims) and self.dims[0] == "line"
+        """Does the array grow with the run (first dimension ``line``, or ``step`` in ``steps/``)?"""
+        return bool(self.dims) and self.dims[0] in GROWING_DIMS
 
     @property
     def ndim(self) -> int:
@@ -250,6 +252,13 @@ class LineStore:
         if self._root is not None or DIRECTIONS_GROUP not in self._groups:
             return None
         return LineStore(self.path / DIRECTIONS_GROUP, self._group[DIRECTIONS_GROUP], root=self)
+
+    @property
+    def steps(self) -> LineStore | None:
+        """The ``steps/`` sub-group of the per-step mode (its own ``committed_lines``: steps), or None."""
+        if self._root is not None or STEPS_GROUP not in self._groups:
+            return None
+        return LineStore(self.path / STEPS_GROUP, self._group[STEPS_GROUP], root=self)
 
     def iter_blocks(self, name: str, lines_per_block: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(start, values[start:start + b])`` over the committed lines of ``name``.

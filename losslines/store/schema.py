@@ -50,7 +50,7 @@ from typing import Any, Literal, Mapping
 
 import numpy as np
 
-from losslines.records import SPLITS, DirectionsRecord, LineRecord, LineShape
+from losslines.records import SPLITS, DirectionsRecord, LineRecord, LineShape, StepRecord
 
 FORMAT_VERSION = 1
 FORMAT_ATTR = "losslines_format"
@@ -58,6 +58,8 @@ COMMITTED_ATTR = "committed_lines"
 STATUS_ATTR = "status"
 STATUSES = ("running", "complete", "failed")
 DIRECTIONS_GROUP = "directions"
+STEPS_GROUP = "steps"
+GROWING_DIMS = ("line", "step")  # the dimension that grows as a run goes on (first of its arrays)
 
 ACCURACY_SPLITS = ("train", "val")
 SAMPLE_DIM = {"train": "sample_train", "val": "sample_val", "batch": "batch_slot"}
@@ -85,7 +87,8 @@ class ArraySpec:
 
     @property
     def per_line(self) -> bool:
-        return bool(self.dims) and self.dims[0] == "line"
+        """Does the array grow along its first dimension (``line``, or ``step`` in ``steps/``)?"""
+        return bool(self.dims) and self.dims[0] in GROWING_DIMS
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,8 @@ class StoreLayout:
         n_directions: lines per position in the ``directions/`` group (0: no such group).
         line_chunk: lines per chunk of the small per-line arrays.
         sample_block: samples per chunk of the per-sample arrays (chunks ``(1, K, block)``).
+        per_step: the store has the ``steps/`` group of the per-step mode.
+        step_chunk: steps per chunk of the ``steps/`` arrays.
     """
 
     n_points: int
@@ -113,6 +118,8 @@ class StoreLayout:
     n_directions: int = 0
     line_chunk: int = 64
     sample_block: int = 4096
+    per_step: bool = False
+    step_chunk: int = 1024
 
     def __post_init__(self) -> None:
         if self.n_points < 1:
@@ -120,8 +127,8 @@ class StoreLayout:
         for name in ("n_train", "n_val", "batch_size", "n_directions"):
             if getattr(self, name) < 0:
                 raise ValueError(f"StoreLayout.{name} must be >= 0, got {getattr(self, name)}")
-        if self.line_chunk < 1 or self.sample_block < 1:
-            raise ValueError("StoreLayout.line_chunk and sample_block must be >= 1")
+        if self.line_chunk < 1 or self.sample_block < 1 or self.step_chunk < 1:
+            raise ValueError("StoreLayout.line_chunk, sample_block and step_chunk must be >= 1")
         unknown = set(self.sample_losses) - set(SPLITS)
         if unknown:
             raise ValueError(f"unknown sample_losses split(s) {sorted(unknown)}; valid: {SPLITS}")
@@ -133,17 +140,19 @@ class StoreLayout:
 
     @classmethod
     def from_shape(cls, shape: LineShape, *, sample_dtype: SampleDtype = "float16", n_directions: int = 0,
-                   line_chunk: int = 64, sample_block: int = 4096) -> "StoreLayout":
+                   line_chunk: int = 64, sample_block: int = 4096, step_chunk: int = 1024) -> "StoreLayout":
         """The layout of a store that keeps a sampler's records (the one place it is derived).
 
         Args:
             shape: the sampler's ``LineShape`` (grid size, samples per split, per-sample splits).
-            sample_dtype, line_chunk, sample_block: how per-sample losses and lines are stored.
+            sample_dtype, line_chunk, sample_block, step_chunk: how per-sample losses, lines and
+                steps are stored.
             n_directions: lines per position in the ``directions/`` group (0: none).
         """
         return cls(n_points=shape.n_points, n_train=shape.size("train"), n_val=shape.size("val"),
                    batch_size=shape.size("batch"), sample_losses=shape.sample_losses, sample_dtype=sample_dtype,
-                   n_directions=n_directions, line_chunk=line_chunk, sample_block=sample_block)
+                   n_directions=n_directions, line_chunk=line_chunk, sample_block=sample_block,
+                   per_step=shape.per_step, step_chunk=step_chunk)
 
     def split_size(self, split: str) -> int:
         """Number of samples of ``split`` ("train", "val" or "batch")."""
@@ -170,6 +179,8 @@ class StoreLayout:
         for d in spec.dims:
             if d == "line":
                 out.append(self.line_chunk)
+            elif d == "step":
+                out.append(self.step_chunk)
             else:
                 out.append(max(1, sizes[d]))
         return tuple(out)
@@ -219,6 +230,28 @@ def line_specs(layout: StoreLayout, *, directions: bool = False) -> list[ArraySp
             ArraySpec("batch_ids", lead + ("batch_slot",), np.dtype("int64"), -1,
                       "dataset ids of the direction-defining batch")
         )
+    return specs
+
+
+def step_specs(layout: StoreLayout) -> list[ArraySpec]:
+    """Specs of the ``steps/`` group (the per-step mode): one entry per training step."""
+    lead = ("step",)
+    specs = [
+        ArraySpec("step", lead, np.dtype("int64"), -1, "training step"),
+        ArraySpec("epoch", lead, np.dtype("int32"), -1, "training epoch of the step"),
+        _f32("lr", lead, "learning rate λ at the step"),
+        _f32("direction_norm", lead, "‖u‖/λ: the gradient (or momentum buffer) norm"),
+        _f32("update_step", lead, "‖u‖: distance along û that the optimizer moved"),
+    ]
+    for split in layout.measured_splits:
+        specs.append(_f32(f"loss0_{split}", lead, f"mean {split} loss at s = 0 (θ_t)"))
+    for split in ACCURACY_SPLITS:
+        if split in layout.measured_splits:
+            specs.append(_f32(f"acc0_{split}", lead, f"{split} accuracy at s = 0"))
+    for split in layout.measured_splits:
+        specs.append(_f32(f"slope0_{split}", lead, f"exact d(loss_{split})/ds at s = 0, loss per unit s"))
+    for split in layout.measured_splits:
+        specs.append(_f32(f"loss_at_update_{split}", lead, f"mean {split} loss at s = update_step"))
     return specs
 
 
@@ -276,4 +309,19 @@ def directions_arrays(record: DirectionsRecord, layout: StoreLayout) -> dict[str
         if name not in out:
             out[name] = np.stack([np.asarray(values[name]) for values in per_line])
     return out
+
+
+def step_arrays(record: StepRecord, layout: StoreLayout) -> dict[str, Any]:
+    """The arrays of one ``steps/`` entry (without the ``step`` dimension), by name."""
+    values: dict[str, Any] = {"step": record.step, "epoch": record.epoch, "lr": record.lr,
+                              "direction_norm": record.direction_norm, "update_step": record.update_step}
+    for split, v in record.splits.items():
+        if split not in layout.measured_splits:
+            continue
+        values[f"loss0_{split}"] = v.loss0
+        if split in ACCURACY_SPLITS:
+            values[f"acc0_{split}"] = v.accuracy0
+        values[f"slope0_{split}"] = v.slope0
+        values[f"loss_at_update_{split}"] = v.loss_at_update
+    return values
 

@@ -20,7 +20,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from losslines.records import DirectionsRecord, LineRecord, LineShape
+from losslines.records import DirectionsRecord, LineRecord, LineShape, StepRecord
 from losslines.store.group import infer_layout, open_group_checked
 from losslines.store.schema import SampleDtype, StoreLayout
 from losslines.store.writer import StoreWriter
@@ -67,11 +67,12 @@ class StoreSink:
 
     @classmethod
     def resume(cls, path: str | os.PathLike[str], *, at_line: int | None = None,
-               at_direction_line: int | None = None, max_queued_lines: int = 16) -> "StoreSink":
+               at_direction_line: int | None = None, at_step: int | None = None,
+               max_queued_lines: int = 16) -> "StoreSink":
         """A sink that reopens the stopped store at ``path`` when opened (see
-        ``StoreWriter.resume`` for ``at_line`` / ``at_direction_line``)."""
-        return cls(path, create=None, resume=dict(at_line=at_line, at_direction_line=at_direction_line),
-                   max_queued_lines=max_queued_lines)
+        ``StoreWriter.resume`` for ``at_line`` / ``at_direction_line`` / ``at_step``)."""
+        return cls(path, create=None, resume=dict(at_line=at_line, at_direction_line=at_direction_line,
+                                                  at_step=at_step), max_queued_lines=max_queued_lines)
 
     @property
     def writer(self) -> StoreWriter:
@@ -108,7 +109,8 @@ class StoreSink:
         path, group, _ = open_group_checked(self.path)
         stored = infer_layout(group)
         expected = StoreLayout.from_shape(shape, sample_dtype=stored.sample_dtype, n_directions=stored.n_directions,
-                                          line_chunk=stored.line_chunk, sample_block=stored.sample_block)
+                                          line_chunk=stored.line_chunk, sample_block=stored.sample_block,
+                                          step_chunk=stored.step_chunk)
         if expected != stored or not np.array_equal(np.asarray(group["position"][:]), shape.positions):
             raise ValueError(f"{path} was written with another measurement shape (store {stored}, sampler "
                              f"{expected}); resume with the config it was created with, or start a new store")
@@ -116,6 +118,10 @@ class StoreSink:
     def append(self, record: LineRecord) -> int:
         """Queue one line (see ``StoreWriter.append``); returns its line index."""
         return self.writer.append(record)
+
+    def append_step(self, record: StepRecord) -> int:
+        """Queue one ``steps/`` entry (see ``StoreWriter.append_step``)."""
+        return self.writer.append_step(record)
 
     def append_directions(self, record: DirectionsRecord) -> int:
         """Queue one ``directions/`` line (see ``StoreWriter.append_directions``)."""

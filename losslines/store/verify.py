@@ -23,7 +23,7 @@ import numpy as np
 
 from losslines.records import sgd_slope_mismatch
 from losslines.store.reader import LineStore, open_store
-from losslines.store.schema import line_specs, static_specs
+from losslines.store.schema import line_specs, static_specs, step_specs
 
 # Relative tolerances of the checks (the store keeps float32 means and f16/f32 samples).
 UPDATE_RTOL = 1e-5
@@ -42,11 +42,8 @@ class Finding:
         return f"{self.check}: {self.where}: {self.detail}"
 
 
-def _check_format(store: LineStore, prefix: str, directions: bool) -> list[Finding]:
-    layout = store.layout
-    expected = {s.name: s for s in line_specs(layout, directions=directions)}
-    if not directions:
-        expected.update({s.name: s for s in static_specs(layout)})
+def _check_format(store: LineStore, prefix: str, specs: list) -> list[Finding]:
+    expected = {s.name: s for s in specs}
     out = []
     for name in sorted(set(expected) - set(store.names)):
         out.append(Finding("format", prefix + name, "array is missing"))
@@ -139,9 +136,36 @@ def verify_store(path: str | Path, *, lines_per_block: int = 256) -> list[Findin
         FileNotFoundError / ValueError: not a store, or a format this version cannot read.
     """
     store = open_store(path)
-    findings = _check_format(store, "", directions=False) + _check_grid(store.position)
+    layout = store.layout
+    findings = _check_format(store, "", line_specs(layout) + static_specs(layout)) + _check_grid(store.position)
     findings += _check_lines(store, lines_per_block)
     sub = store.directions
     if sub is not None:
-        findings += _check_format(sub, "directions/", directions=True)
+        findings += _check_format(sub, "directions/", line_specs(layout, directions=True))
+    steps = store.steps
+    if steps is not None:
+        findings += _check_format(steps, "steps/", step_specs(layout)) + _check_steps(steps, _plain_sgd(store))
     return findings
+
+
+def _check_steps(steps: LineStore, plain_sgd: bool) -> list[Finding]:
+    """The per-step entries: consecutive steps, ``update_step = lr · direction_norm`` and, for
+    plain SGD, the batch slope at 0 equal to −‖g‖."""
+    n = steps.committed_lines
+    if n == 0:
+        return []
+    out = []
+    step = steps["step"][...]
+    if np.any(np.diff(step) <= 0):
+        out.append(Finding("steps", "steps/step", "not strictly increasing"))
+    lr, norm, upd = (steps[name][...].astype(np.float64) for name in ("lr", "direction_norm", "update_step"))
+    bad = np.isfinite(lr) & ~np.isclose(upd, lr * norm, rtol=UPDATE_RTOL, atol=0)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        out.append(Finding("update_step", f"steps/ entry {i}", f"update_step {upd[i]:.6g} != lr * direction_norm"))
+    if plain_sgd and steps.has("slope0_batch"):
+        bad = sgd_slope_mismatch(steps["slope0_batch"][...].astype(np.float64), norm)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            out.append(Finding("sgd-slope", f"steps/ entry {i}", "slope0_batch != -direction_norm"))
+    return out

@@ -32,11 +32,13 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
 
-from losslines.records import DirectionsRecord, LineRecord
+from losslines.records import DirectionsRecord, LineRecord, StepRecord
 from losslines.store.group import infer_layout, open_group_checked
 from losslines.store.schema import (
     COMMITTED_ATTR,
     DIRECTIONS_GROUP,
+    GROWING_DIMS,
+    STEPS_GROUP,
     FORMAT_ATTR,
     FORMAT_VERSION,
     STATUS_ATTR,
@@ -47,6 +49,8 @@ from losslines.store.schema import (
     line_specs,
     record_arrays,
     static_specs,
+    step_arrays,
+    step_specs,
 )
 from losslines.store.validate import check_arrays, check_json, check_sample_ids, validate_record
 
@@ -69,7 +73,7 @@ def _compressor(spec: ArraySpec) -> BloscCodec:
 
 @dataclass
 class _GroupState:
-    """Writer-thread state of one group (root or ``directions/``)."""
+    """Writer-thread state of one group (root, ``directions/`` or ``steps/``)."""
 
     group: zarr.Group
     specs: dict[str, ArraySpec]
@@ -112,6 +116,9 @@ class StoreWriter:
         if layout.n_directions > 0:
             self._states[DIRECTIONS_GROUP] = self._state(
                 root[DIRECTIONS_GROUP], line_specs(layout, directions=True))  # type: ignore[arg-type]
+        if layout.per_step:
+            self._states[STEPS_GROUP] = self._state(root[STEPS_GROUP], step_specs(layout),  # type: ignore[arg-type]
+                                                    chunk=layout.step_chunk)
         self._next = {key: st.committed for key, st in self._states.items()}
         self._queue: queue.Queue[tuple[Any, ...]] = queue.Queue(maxsize=max_queued_lines)
         self._error: BaseException | None = None
@@ -120,10 +127,10 @@ class StoreWriter:
         self._thread = threading.Thread(target=self._run, name=f"losslines-writer:{path.name}", daemon=True)
         self._thread.start()
 
-    def _state(self, group: zarr.Group, specs: list[ArraySpec]) -> _GroupState:
+    def _state(self, group: zarr.Group, specs: list[ArraySpec], chunk: int | None = None) -> _GroupState:
         arrays = {s.name: group[s.name] for s in specs}
         return _GroupState(group=group, specs={s.name: s for s in specs}, arrays=arrays,  # type: ignore[misc]
-                           line_chunk=self._layout.line_chunk,
+                           line_chunk=chunk or self._layout.line_chunk,
                            committed=int(group.attrs[COMMITTED_ATTR]),  # type: ignore[arg-type]
                            # a crash mid-resize can leave arrays of different lengths
                            allocated=min(int(a.shape[0]) for a in arrays.values()))
@@ -172,6 +179,9 @@ class StoreWriter:
         if layout.n_directions > 0:
             sub = root.create_group(DIRECTIONS_GROUP, attributes={COMMITTED_ATTR: 0})
             _create_arrays(sub, line_specs(layout, directions=True), layout, layout.line_chunk)
+        if layout.per_step:
+            sub = root.create_group(STEPS_GROUP, attributes={COMMITTED_ATTR: 0})
+            _create_arrays(sub, step_specs(layout), layout, layout.step_chunk)
         # the format attribute comes last: a half-created folder is not a losslines store
         root.update_attributes({**dict(attrs), STATUS_ATTR: "running", COMMITTED_ATTR: 0,
                                 "created": _now(), FORMAT_ATTR: FORMAT_VERSION})
@@ -179,7 +189,8 @@ class StoreWriter:
 
     @classmethod
     def resume(cls, path: str | os.PathLike[str], *, at_line: int | None = None,
-               at_direction_line: int | None = None, max_queued_lines: int = 16) -> StoreWriter:
+               at_direction_line: int | None = None, at_step: int | None = None,
+               max_queued_lines: int = 16) -> StoreWriter:
         """Reopen a ``running`` or ``failed`` store and continue appending.
 
         Args:
@@ -188,6 +199,7 @@ class StoreWriter:
                 checkpoint taken at ``at_line`` lines; the lines after it are measured again
                 and overwrite the old ones). Default: continue at ``committed_lines``.
             at_direction_line: the same for the ``directions/`` group.
+            at_step: the same for the ``steps/`` group (the per-step mode).
             max_queued_lines: as in :meth:`create`.
 
         Raises:
@@ -210,6 +222,12 @@ class StoreWriter:
             groups.append((sub, at_direction_line, "at_direction_line"))  # type: ignore[arg-type]
         elif at_direction_line not in (None, 0):
             raise ValueError(f"at_direction_line={at_direction_line} but {path} has no directions/ group")
+        if layout.per_step:
+            sub = root[STEPS_GROUP]
+            check_arrays(sub, step_specs(layout), layout, path / STEPS_GROUP)  # type: ignore[arg-type]
+            groups.append((sub, at_step, "at_step"))  # type: ignore[arg-type]
+        elif at_step not in (None, 0):
+            raise ValueError(f"at_step={at_step} but {path} has no steps/ group")
         for group, at, what in groups:  # check all before changing anything
             committed = int(group.attrs[COMMITTED_ATTR])  # type: ignore[arg-type]
             if at is not None and not 0 <= at <= committed:
@@ -240,6 +258,12 @@ class StoreWriter:
         return self._next[ROOT] - self._states[ROOT].committed
 
     @property
+    def committed_steps(self) -> int:
+        """Committed entries of the ``steps/`` group (0 without one)."""
+        st = self._states.get(STEPS_GROUP)
+        return st.committed if st is not None else 0
+
+    @property
     def committed_direction_lines(self) -> int:
         """Committed lines of the ``directions/`` group (0 without one)."""
         st = self._states.get(DIRECTIONS_GROUP)
@@ -268,6 +292,14 @@ class StoreWriter:
         if isinstance(record, DirectionsRecord):
             record = directions_arrays(record, self._layout)
         return self._enqueue(DIRECTIONS_GROUP, record, "append_directions")
+
+    def append_step(self, record: StepRecord | Mapping[str, Any]) -> int:
+        """Queue one entry of ``steps/`` (the per-step mode): a ``StepRecord`` or its arrays."""
+        if STEPS_GROUP not in self._states:
+            raise ValueError("this store has no steps/ group; create it with layout.per_step = True")
+        if isinstance(record, StepRecord):
+            record = step_arrays(record, self._layout)
+        return self._enqueue(STEPS_GROUP, record, "append_step")
 
     def update_attrs(self, attrs: Mapping[str, Any]) -> None:
         """Merge JSON-serialisable attributes into the root group (written in order with lines)."""
@@ -437,7 +469,7 @@ def _clear_target(path: Path, overwrite: bool) -> None:
 def _create_arrays(group: zarr.Group, specs: list[ArraySpec], layout: StoreLayout, n_lines: int) -> None:
     sizes = layout.dim_sizes()
     for spec in specs:
-        shape = tuple(n_lines if d == "line" else sizes[d] for d in spec.dims)
+        shape = tuple(n_lines if d in GROWING_DIMS else sizes[d] for d in spec.dims)
         group.create_array(spec.name, shape=shape, chunks=layout.chunks(spec), dtype=spec.dtype,
                            fill_value=spec.fill_value, compressors=_compressor(spec),
                            dimension_names=spec.dims, attributes={"description": spec.doc})

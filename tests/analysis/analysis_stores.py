@@ -25,15 +25,19 @@ def write_parabola_store(
     seed: int = 0,
     close: bool = True,
     line_chunk: int = 4,
+    per_step: int = 0,
 ) -> dict:
     """A store whose every per-sample loss is an exact parabola ``a_i s^2 + b_i s + c_i``.
+
+    ``per_step`` > 0 adds a ``steps/`` group of that many steps, each an exact parabola
+    ``L(s) = a s^2 + b s + c`` (truth: ``step_a``, ``step_b``, ``step_c``, ``step_update``).
 
     Returns the ground truth: per-line ``b_batch`` [L, B], ``b_train`` [L, N], ``s_opt`` [L], ...
     """
     rng = np.random.default_rng(seed)
     layout = StoreLayout(n_points=GRID.size, n_train=n_train, n_val=n_val, batch_size=batch,
                          sample_losses=sample_losses, sample_dtype=sample_dtype, n_directions=directions,
-                         line_chunk=line_chunk, sample_block=32)
+                         line_chunk=line_chunk, sample_block=32, per_step=per_step > 0, step_chunk=8)
     ids = np.arange(1000, 1000 + n_train)
     writer = StoreWriter.create(path, layout, positions=GRID, sample_ids={"train": ids, "val": np.arange(n_val)} if n_val
                                 else {"train": ids}, attrs={"config": {"name": "synthetic"}})
@@ -71,6 +75,17 @@ def write_parabola_store(
         norms = rng.uniform(1, 3, directions)
         writer.append_directions({"step": p * 100, "direction_norm": norms,
                                   "loss_train": 2.0 * (GRID[None, :] - vert[:, None]) ** 2 + 1.0})
+    for k in ("step_a", "step_b", "step_c", "step_update"):
+        truth[k] = []
+    for t in range(per_step):
+        a, b, c = rng.uniform(0.5, 2.0), rng.uniform(-2.0, -0.5), rng.uniform(1.0, 3.0)
+        update = rng.uniform(0.1, 2.0) * (-b / (2 * a))  # from short steps to overshoots
+        entry = {"step": t, "lr": lr, "direction_norm": update / lr, "update_step": update}
+        for split in ("train", "batch"):
+            entry.update({f"loss0_{split}": c, f"slope0_{split}": b, f"loss_at_update_{split}": a * update**2 + b * update + c})
+        writer.append_step(entry)
+        for k, v in (("step_a", a), ("step_b", b), ("step_c", c), ("step_update", update)):
+            truth[k].append(v)
     if close:
         writer.close()
     else:

@@ -43,8 +43,14 @@ class HidingSource:
         return name not in self._hidden and self._inner.has(name)
 
     def directions(self):
-        sub = self._inner.directions()
-        inner = {h.split("/", 1)[1] for h in self._hidden if h.startswith("directions/")}
+        return self._group("directions")
+
+    def steps(self):
+        return self._group("steps")
+
+    def _group(self, name):
+        sub = getattr(self._inner, name)()
+        inner = {h.split("/", 1)[1] for h in self._hidden if h.startswith(name + "/")}
         return HidingSource(sub, inner) if sub is not None and inner else sub
 
 
@@ -81,7 +87,8 @@ def _setup(path):
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    return write_parabola_store(tmp_path_factory.mktemp("conf") / "store.zarr", directions=4, n_lines=10)["path"]
+    return write_parabola_store(tmp_path_factory.mktemp("conf") / "store.zarr", directions=4, n_lines=10,
+                                per_step=30)["path"]
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +99,7 @@ def report(store, tmp_path_factory):
 @pytest.fixture(scope="module")
 def degraded(tmp_path_factory):
     """One line, every optional array hidden: only the metrics that need nothing else compute."""
-    path = write_parabola_store(tmp_path_factory.mktemp("one") / "one.zarr", n_lines=1, directions=3)["path"]
+    path = write_parabola_store(tmp_path_factory.mktemp("one") / "one.zarr", n_lines=1, directions=3, per_step=1)["path"]
     return _run(path, hidden=_optional_arrays())
 
 

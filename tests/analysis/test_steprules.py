@@ -53,3 +53,18 @@ def test_rule_names_and_errors():
         rule_key("adam")
     with pytest.raises(ValueError, match="needs"):
         rule_key("fbpal")
+
+
+def test_step_quality_of_exact_parabolas():
+    """improvement = L(0) - L(s_t), predicted = -L'(0) s_t; on a parabola efficiency = 1 - s_t / (2 s_opt)."""
+    from losslines.analysis.step_quality import step_quality
+
+    a, b, c = np.array([1.0, 2.0, 0.5]), np.array([-1.0, -2.0, -0.2]), np.array([3.0, 1.0, 2.0])
+    s_opt = -b / (2 * a)
+    steps = np.array([0.5, 1.0, 2.0]) * s_opt  # half the optimal step, the optimum, twice it
+    q = step_quality(c, a * steps**2 + b * steps + c, b, steps)
+    np.testing.assert_allclose(q.improvement, c - (a * steps**2 + b * steps + c))
+    np.testing.assert_allclose(q.predicted, -b * steps)
+    np.testing.assert_allclose(q.efficiency, 1 - steps / (2 * s_opt))
+    assert q.efficiency[2] == 0.0  # twice the optimum: back to the starting loss
+    assert np.isnan(step_quality([1.0], [1.0], [0.0], [0.3]).efficiency[0])
