@@ -7,8 +7,9 @@ Workload (``workload.py``): ResNet-20 at width 1, 4,000 synthetic CIFAR-shaped s
 points of the default grid, train-mode BatchNorm over groups of 128 (the paper's setting). Each
 method is prepared, run once cold and once warm (the warm run counts), and its per-sample losses
 are compared with the loop's. Reported: seconds and *sample-point evaluations per second*
-(``K · N / seconds``), the ratios engine/baseline, engine/forward-bound and vmap/loop, and the
-choice ``strategy="auto"`` makes on this device. The JSON is rewritten after every method, so a
+(``K · N / seconds``), the ratios engine/baseline, engine/forward-bound and vmap/loop, the
+choice ``strategy="auto"`` makes on this device, and the fused token cross-entropy against its
+torch reference on language-model logits (64 × 256 positions, V = 50,257, bfloat16). The JSON is rewritten after every method, so a
 run cut short by its time limit still leaves what it measured.
 """
 
@@ -87,6 +88,40 @@ def auto_choice(w: Workload) -> dict:
     return ev.strategy_report.as_attrs()
 
 
+TOKEN_SHAPE = (64, 256, 50257)  # samples x positions x vocabulary (GPT-2's): 1.6 GB of bf16 logits
+TOKEN_SHAPE_DRY = (2, 4, 50)
+
+
+def token_kernel(device: torch.device, dry_run: bool) -> dict:
+    """The fused token cross-entropy against its torch reference on LM-sized logits: seconds,
+    tokens per second and the largest per-sample difference (the kernel only runs on CUDA)."""
+    from losslines.losses import reduce_loss
+
+    r, t, v = TOKEN_SHAPE_DRY if dry_run else TOKEN_SHAPE
+    g = torch.Generator(device=device).manual_seed(0)
+    dtype = torch.float32 if dry_run else torch.bfloat16
+    logits = (torch.randn(r, t, v, generator=g, device=device) * 3).to(dtype)
+    ids = torch.randint(0, v, (r, t), generator=g, device=device)
+    ids[:, : t // 8] = -100  # a prompt that is not predicted
+    out = {"shape": [r, t, v], "dtype": str(dtype).replace("torch.", ""), "tokens": r * t}
+    results = {}
+    for backend in ("torch", "triton"):
+        if backend == "triton" and device.type != "cuda":
+            out[backend] = {"skipped": "the compiled kernel needs CUDA"}
+            continue
+
+        def call(backend=backend):
+            results[backend] = reduce_loss(logits, ids, loss="token_cross_entropy", lines=1, backend=backend)
+
+        timed(call, device)  # cold: compilation, allocator
+        seconds = timed(call, device)
+        out[backend] = {"seconds": seconds, "tokens_per_second": r * t / seconds}
+    if "triton" in results:
+        out["max_abs_diff"] = float((results["triton"].sample_loss - results["torch"].sample_loss).abs().max())
+        out["triton/torch speed"] = out["torch"]["seconds"] / out["triton"]["seconds"]
+    return out
+
+
 def tests_summary(args) -> dict | None:
     if args.tests_rc is None and args.tests_log is None:
         return None
@@ -151,10 +186,16 @@ def main(argv=None) -> int:
         print(f"{name:>14}: {entry['seconds']:8.3f} s  {entry['evaluations_per_second']:12.0f} evals/s", flush=True)
         write()
     report["auto"] = auto_choice(w)
+    write()
+    if time.perf_counter() - t_start < args.budget_s:
+        report["token_cross_entropy"] = token_kernel(device, args.dry_run)
+    else:
+        report["token_cross_entropy"] = {"skipped": f"time budget of {args.budget_s:.0f} s spent"}
     report["seconds_total"] = time.perf_counter() - t_start
     report["status"] = "complete"
     write()
-    print(json.dumps({"ratios": report["ratios"], "auto": report["auto"]}, indent=2))
+    print(json.dumps({"ratios": report["ratios"], "auto": report["auto"],
+                      "token_cross_entropy": report["token_cross_entropy"]}, indent=2))
     print(f"written to {os.path.abspath(args.out)}")
     return 0
 
