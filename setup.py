@@ -36,12 +36,15 @@ setup(
     extras_require={
         # dask + xarray back `LineStore.to_xarray()`; the tests exercise it.
         "xarray": ["xarray>=2024.1", "dask>=2024.1"],
+        # HuggingFace causal LMs built from a config (`model.name = "hf:gpt2"`)
+        "hf": ["transformers>=4.40"],
         "test": [
             "pytest>=8",
             "pytest-benchmark>=4",
             "hypothesis>=6.100",
             "xarray>=2024.1",
             "dask>=2024.1",
+            "transformers>=4.40",
         ],
     },
     entry_points={"console_scripts": ["losslines = losslines.cli:main"]},

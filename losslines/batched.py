@@ -93,11 +93,14 @@ def flatten_points(out: Any, k: int, n: int) -> Any:
 
 
 def equal(a: Any, b: Any) -> bool:
-    """Are two structures equal, tensor by tensor, bit for bit?"""
+    """Are two structures equal: the same structure and every tensor bit for bit? (Leaves that are
+    not tensors, e.g. a cache object a model returns, are not compared.)"""
     fa, sa = pytree.tree_flatten(a)
     fb, sb = pytree.tree_flatten(b)
-    return sa == sb and all(isinstance(u, Tensor) and isinstance(v, Tensor) and torch.equal(u, v)
-                            for u, v in zip(fa, fb))
+    if sa != sb:
+        return False
+    pairs = [(u, v) for u, v in zip(fa, fb) if isinstance(u, Tensor) or isinstance(v, Tensor)]
+    return all(isinstance(u, Tensor) and isinstance(v, Tensor) and torch.equal(u, v) for u, v in pairs)
 
 
 def numel_per_row(x: Any) -> int:

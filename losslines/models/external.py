@@ -8,8 +8,10 @@
   (``gpt2``, ``llama``, ...) built from a config, with fresh weights: no download. The config takes
   ``vocab_size = num_classes`` and, where the type has one, the context length from
   ``input_shape = (T,)``; ``options`` set any config field (``n_layer``, ``n_embd``, ...), and
-  ``width`` scales the hidden size. Needs ``pip install 'losslines[hf]'``. Pretrained weights are
-  not fetched: load them yourself in a factory of your own and name it by import path.
+  ``width`` scales the hidden size. Attention is HuggingFace's "eager" implementation (written-out
+  matmul and softmax: the fused SDPA kernels have no forward-mode derivative on CPU, so exact
+  slopes need it; ``attn_implementation`` overrides). Needs ``pip install 'losslines[hf]'``.
+  Pretrained weights are not fetched: load them in a factory of your own, named by import path.
 """
 
 from __future__ import annotations
@@ -53,7 +55,8 @@ def build_huggingface(model_type: str, *, num_classes: int, input_shape: tuple[i
         raise ValueError(f"model 'hf:{model_type}': unknown HuggingFace model type ({err}); give a model type "
                          "such as gpt2 or llama, or load pretrained weights in your own factory "
                          "('package.module:factory')") from None
-    fields = {"vocab_size": num_classes, **options}
+    attention = options.pop("attn_implementation", "eager")  # written-out attention: forward-mode AD and vmap work
+    fields = {"vocab_size": num_classes, "use_cache": False, **options}  # no key/value cache in the outputs
     for name in ("n_positions", "max_position_embeddings"):
         if hasattr(config, name) and len(input_shape) == 1:
             fields.setdefault(name, max(int(getattr(config, name)), int(input_shape[0])))
@@ -61,9 +64,9 @@ def build_huggingface(model_type: str, *, num_classes: int, input_shape: tuple[i
         if hasattr(config, name) and width != 1.0:
             heads = int(getattr(config, "n_head", getattr(config, "num_attention_heads", 1)))
             fields.setdefault(name, heads * max(1, round(int(getattr(config, name)) * width / heads)))
-    unknown = sorted(k for k in options if not hasattr(config, k))
+    unknown = sorted(k for k in options if not hasattr(config, k) and k != "use_cache")
     if unknown:
         raise ValueError(f"model 'hf:{model_type}': unknown config field(s) {unknown}")
     for key, value in fields.items():
         setattr(config, key, value)
-    return AutoModelForCausalLM.from_config(config)
+    return AutoModelForCausalLM.from_config(config, attn_implementation=attention)
