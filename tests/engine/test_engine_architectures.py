@@ -142,3 +142,15 @@ def test_a_user_loss_receives_structured_outputs_and_must_return_one_loss_per_sa
     np.testing.assert_allclose(m.sample_loss, ref.sample_loss, rtol=1e-6)
     with pytest.raises(ValueError, match="one loss per sample"):
         measure_line(wrapped, x, y, _direction(wrapped), [0.0], loss=lambda out, t: out["logits"].mean())
+
+
+def test_language_model_logits_are_chunked_within_the_memory_budget():
+    """K·n·T·V logits: a budget of a few kilobytes forces one point and few rows per call, and the
+    line is the same as with room for everything."""
+    model, x, y, loss, _ = lm_case()
+    model = copy.deepcopy(model).double()
+    direction = _direction(model)
+    roomy = measure_line(model, x, y, direction, POSITIONS, loss=loss, memory_budget=1 << 30)
+    tight = measure_line(model, x, y, direction, POSITIONS, loss=loss, memory_budget=4096)
+    np.testing.assert_allclose(tight.sample_loss, roomy.sample_loss, rtol=1e-12, atol=1e-14)
+    assert tight.slope0 == pytest.approx(roomy.slope0, rel=1e-12)
