@@ -28,6 +28,7 @@ import triton.language as tl
 from torch import Tensor
 
 from losslines.kernels.reference import LossReduction
+from losslines.kernels.triton_online import cross_entropy_from, online_tile
 from losslines.kernels.triton_launch import combine_partials, empty_reduction, launch_buffers, tile_shape
 
 
@@ -55,21 +56,11 @@ def cross_entropy_kernel(z_ptr, t_ptr, loss_ptr, psum_ptr, pcorrect_ptr,
         cols = start + offs_c
         z = tl.load(z_ptr + row_off[:, None] + cols[None, :].to(tl.int64) * stride_zc,
                     mask=row_ok[:, None] & (cols < C)[None, :], other=float("-inf")).to(tl.float32)
-        tile_max = tl.max(z, axis=1)
-        tile_arg = tl.min(tl.where(z == tile_max[:, None], cols[None, :], C), axis=1)
-        arg = tl.where(tile_max > run_max, tile_arg, arg)  # strict: earlier tiles win ties
-        new_max = tl.maximum(run_max, tile_max)
-        # shift by 0 while a row has seen only −inf: exp(−inf − 0) = 0 and never (−inf) − (−inf)
-        shift = tl.where(new_max == float("-inf"), 0.0, new_max)
-        run_sum = run_sum * tl.exp(run_max - shift) + tl.sum(tl.exp(z - shift[:, None]), axis=1)
-        run_max = new_max
+        run_max, run_sum, arg = online_tile(z, cols, run_max, run_sum, arg, C)
 
     target = tl.load(t_ptr + rows * stride_t, mask=row_ok, other=0)
     z_target = tl.load(z_ptr + row_off + target * stride_zc, mask=row_ok, other=0.0).to(tl.float32)
-    seen = run_sum > 0.0  # the row has a logit above −inf (false for padding rows)
-    shift = tl.where(seen, run_max, 0.0)
-    loss = (shift - z_target) + tl.log(tl.where(seen, run_sum, 1.0))
-    loss = tl.where(seen, loss, float("nan"))
+    loss = cross_entropy_from(run_max, run_sum, z_target)
     tl.store(loss_ptr + rows, loss, mask=row_ok)
     tl.store(psum_ptr + pid, tl.sum(tl.where(row_ok, loss, 0.0), axis=0))
     tl.store(pcorrect_ptr + pid, tl.sum(tl.where(row_ok & (arg == target), 1, 0), axis=0))

@@ -23,6 +23,7 @@ import triton.language as tl
 from torch import Tensor
 
 from losslines.kernels.reference import IGNORE_INDEX, LossReduction
+from losslines.kernels.triton_online import cross_entropy_from, online_tile
 from losslines.kernels.triton_launch import tile_shape
 
 
@@ -53,19 +54,10 @@ def token_cross_entropy_kernel(z_ptr, t_ptr, psum_ptr, pcount_ptr, pcorrect_ptr,
         cols = start + offs_v
         z = tl.load(z_ptr + row_off[:, None] + cols[None, :].to(tl.int64) * stride_zv,
                     mask=counted[:, None] & (cols < V)[None, :], other=float("-inf")).to(tl.float32)
-        tile_max = tl.max(z, axis=1)
-        tile_arg = tl.min(tl.where(z == tile_max[:, None], cols[None, :], V), axis=1)
-        arg = tl.where(tile_max > run_max, tile_arg, arg)  # strict: earlier tiles win ties
-        new_max = tl.maximum(run_max, tile_max)
-        shift = tl.where(new_max == float("-inf"), 0.0, new_max)
-        run_sum = run_sum * tl.exp(run_max - shift) + tl.sum(tl.exp(z - shift[:, None]), axis=1)
-        run_max = new_max
+        run_max, run_sum, arg = online_tile(z, cols, run_max, run_sum, arg, V)
 
     z_target = tl.load(z_ptr + row_off + safe_target * stride_zv, mask=counted, other=0.0).to(tl.float32)
-    seen = run_sum > 0.0
-    shift = tl.where(seen, run_max, 0.0)
-    loss = (shift - z_target) + tl.log(tl.where(seen, run_sum, 1.0))
-    loss = tl.where(seen, loss, float("nan"))
+    loss = cross_entropy_from(run_max, run_sum, z_target)
     tl.store(psum_ptr + pid, tl.sum(tl.where(counted, loss, 0.0), axis=0))
     tl.store(pcount_ptr + pid, tl.sum(tl.where(counted, 1, 0), axis=0))
     tl.store(pcorrect_ptr + pid, tl.sum(tl.where(counted & (arg == target), 1, 0), axis=0))
