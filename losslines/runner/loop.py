@@ -90,7 +90,10 @@ class TrainingLoop:
             except KeyboardInterrupt:
                 if between_steps:  # the state is consistent: checkpoint it
                     self.checkpoint(step)
-                    self.writer.close(status="failed", reason=f"interrupted before step {step}; continue with --resume")
+                    by = f" by {interrupt.signal_name}" if interrupt.signal_name else ""
+                    self.writer.close(status="failed", reason=f"interrupted{by} before step {step}; continue with --resume")
+                    self.progress.log(f"interrupted{by} before step {step}; a checkpoint is saved: run the same "
+                                      "command with --resume to continue")
                 else:  # a second Ctrl-C inside a step: the last periodic checkpoint stays the one to resume
                     self.writer.close(status="failed", reason=f"aborted during step {step}; --resume continues "
                                                               "from the last checkpoint")

@@ -1,33 +1,40 @@
-"""Ctrl-C between training steps: the first interrupt is deferred to the next step boundary."""
+"""Interrupts between training steps: Ctrl-C (SIGINT) and a scheduler's SIGTERM are deferred to
+the next step boundary, so a checkpoint is always taken between steps."""
 
 from __future__ import annotations
 
 import signal
 import threading
 
+HANDLED = (signal.SIGINT, signal.SIGTERM)
+
 
 class InterruptBetweenSteps:
-    """Defer Ctrl-C to the next step boundary, so a checkpoint is always taken between steps.
+    """Defer SIGINT and SIGTERM to the next step boundary.
 
-    The first SIGINT only sets ``requested``; the loop checks it before each step. A second
-    SIGINT aborts at once (the store keeps its committed lines; resume from the last periodic
-    checkpoint). Outside the main thread signals cannot be caught, and nothing is installed.
+    The first signal only sets ``requested`` (and ``signal_name``); the loop checks it before each
+    step and stops there with a checkpoint. A second signal aborts at once (the store keeps its
+    committed lines; resume from the last periodic checkpoint). Outside the main thread signals
+    cannot be caught, and nothing is installed.
     """
 
     def __init__(self) -> None:
         self.requested = False
-        self._previous = None
+        self.signal_name: str | None = None
+        self._previous: dict[int, object] = {}
 
     def _handler(self, signum, frame) -> None:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
+        self.signal_name = signal.Signals(signum).name
 
     def __enter__(self) -> "InterruptBetweenSteps":
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handler)
+            for sig in HANDLED:
+                self._previous[sig] = signal.signal(sig, self._handler)
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)

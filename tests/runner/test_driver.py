@@ -133,8 +133,10 @@ def test_cli_run_and_info(tmp_path, tiny_config, capsys):
     assert open_store(out).committed_lines == 4
 
 
-def test_ctrl_c_checkpoints_between_steps_and_resume_matches(tmp_path, tiny_config, toml_dumps):
-    """A real SIGINT to `losslines run`: exit 130, status failed, and --resume completes the same arrays."""
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_checkpoints_between_steps_and_resume_matches(tmp_path, tiny_config, toml_dumps, signame):
+    """A real SIGINT (Ctrl-C) or SIGTERM (a scheduler's preemption) to `losslines run`: exit 130,
+    status failed with the reason, and --resume completes the same arrays."""
     import json
     import signal
     import subprocess
@@ -148,7 +150,7 @@ def test_ctrl_c_checkpoints_between_steps_and_resume_matches(tmp_path, tiny_conf
     cfg_path = tmp_path / "tiny.toml"
     cfg_path.write_text(toml_dumps(config_to_dict(tiny_config(tmp_path, name="from_toml"))))
     out = tmp_path / "sig.zarr"
-    cmd = [sys.executable, "-m", "losslines.cli", "run", str(cfg_path), "--out", str(out), "-q",
+    cmd = [sys.executable, "-m", "losslines", "run", str(cfg_path), "--out", str(out), "-q",
            "--set", "train.steps=40", "--set", "train.checkpoint_every=0", "--set", "threads=1"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
@@ -162,12 +164,13 @@ def test_ctrl_c_checkpoints_between_steps_and_resume_matches(tmp_path, tiny_conf
                 pass
         time.sleep(0.05)
     time.sleep(1.0)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(getattr(signal, signame))
     _, err = proc.communicate(timeout=120)
     if proc.returncode == 0:
         pytest.skip("the run finished before the signal arrived")
     assert proc.returncode == 130, err
-    assert open_store(out).status == "failed"
+    assert "continue" in err and "--resume" in err
+    assert open_store(out).status == "failed" and signame in open_store(out).attrs["status_reason"]
     resume = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=300)
     assert resume.returncode == 0, resume.stderr
     a, b = open_store(whole.store_path), open_store(out)
