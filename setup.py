@@ -29,6 +29,7 @@ setup(
         "scipy>=1.10",
         "matplotlib>=3.7",
         "zarr>=3.1,<4",
+        "fsspec>=2023.1",  # stores behind URLs (s3://, gs://, memory://) through zarr's FsspecStore
         "numcodecs>=0.13",
         "scikit-learn>=1.3",
         "tqdm>=4.60",

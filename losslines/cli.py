@@ -105,11 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("info", help="summarise a store")
-    p.add_argument("store", type=Path)
+    p.add_argument("store", help="a store: local path or fsspec URL (s3://..., memory://...)")
     p.set_defaults(func=_cmd_info)
 
     p = sub.add_parser("verify", help="check a store against format v1 and the measurement invariants")
-    p.add_argument("store", type=Path)
+    p.add_argument("store", help="a store: local path or fsspec URL (s3://..., memory://...)")
     p.set_defaults(func=_cmd_verify)
 
     p = sub.add_parser("analyze", help="write report.md, metrics.json and figures for a store")

@@ -47,6 +47,15 @@ class AnalysisReport:
     result: AnalysisResult
 
 
+def default_report_dir(store: str | os.PathLike[str]) -> Path:
+    """``<store>.analysis`` beside a local store; for a store behind a URL (``s3://...``), a local
+    folder ``<store name>.analysis`` in the working directory (reports are read locally)."""
+    text = os.fspath(store).rstrip("/")
+    if "://" in text and not text.startswith("file://"):
+        return Path(text.rsplit("/", 1)[-1] + ".analysis")
+    return Path(text.removeprefix("file://") + ".analysis")
+
+
 def analyze_store(
     path: str | os.PathLike[str],
     out_dir: str | os.PathLike[str] | None = None,
@@ -77,7 +86,7 @@ def analyze_store(
     if source.committed_lines == 0:
         raise ValueError(f"{path} has no committed line yet (status {source.status!r}); nothing to analyse")
     selection = parse_lines(lines, source.committed_lines)
-    out = Path(out_dir) if out_dir is not None else Path(str(Path(path)).rstrip("/") + ".analysis")
+    out = Path(out_dir) if out_dir is not None else default_report_dir(path)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     result = compute(source, selection, options, out_dir=out)

@@ -4,28 +4,31 @@ A checkpoint holds the model (parameters and buffers), the optimizer or the loss
 direction state, every random number generator that training touches (torch's global CPU and
 CUDA generators, numpy's and python's global ones, the data-order and augmentation generators),
 the position in the data order, and the number of store lines committed when it was taken.
-It lives beside the store (``<store>.ckpt/latest.pt``) and is replaced atomically, so a crash
-while saving leaves the previous checkpoint intact.
+It lives beside the store, on the same filesystem (``<store>.ckpt/latest.pt``: a local folder or
+an fsspec URL), and is replaced in one step, so a crash while saving leaves the previous
+checkpoint intact.
 """
 
 from __future__ import annotations
 
-import os
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from losslines.store.location import Location, location
+
 CHECKPOINT_FORMAT = 1
 
 # Keys that may differ on --resume: where the data lives and how the writer queues, not what is measured.
-RESUMABLE_CHANGES = frozenset({"data.root", "data.download", "store.max_queued_lines"})
+RESUMABLE_CHANGES = frozenset({"data.root", "data.download", "store.max_queued_lines", "store.storage_options"})
 
 
-def checkpoint_dir(store_path: str | Path) -> Path:
-    """The checkpoint directory of a store: ``<store>.ckpt``."""
-    return Path(str(store_path).rstrip("/") + ".ckpt")
+def checkpoint_dir(store: str | Path | Location) -> Location:
+    """The checkpoint folder of a store, beside it on the same filesystem: ``<store>.ckpt``."""
+    return location(store).sibling(".ckpt")
 
 
 @dataclass(frozen=True)
@@ -59,33 +62,31 @@ class TrainingState:
     committed_steps: int = 0
 
 
-def save_checkpoint(directory: Path, state: TrainingState) -> Path:
-    """Write ``state`` to ``directory/latest.pt`` atomically; return the path."""
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / "latest.pt"
-    tmp = directory / "latest.pt.tmp"
-    payload = {"format": CHECKPOINT_FORMAT, **state.__dict__}
-    torch.save(payload, tmp)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    return path
+def save_checkpoint(directory: Location, state: TrainingState) -> Location:
+    """Write ``state`` to ``directory/latest.pt``, replacing the last one in one step (a local
+    temporary file renamed into place; one object put on object storage); return its location."""
+    target = location(directory) / "latest.pt"
+    buffer = io.BytesIO()
+    torch.save({"format": CHECKPOINT_FORMAT, **state.__dict__}, buffer)
+    target.write_bytes_atomic(buffer.getvalue())
+    return target
 
 
-def load_checkpoint(directory: Path) -> TrainingState:
+def load_checkpoint(directory: Location) -> TrainingState:
     """Read ``directory/latest.pt``.
 
     Raises:
         FileNotFoundError: no checkpoint there (the run was never checkpointed).
         ValueError: a checkpoint of another format.
     """
-    path = directory / "latest.pt"
-    if not path.is_file():
-        raise FileNotFoundError(f"cannot resume: no checkpoint at {path} (the run stopped before its first "
+    directory = location(directory)
+    source = directory / "latest.pt"
+    if not source.exists():
+        raise FileNotFoundError(f"cannot resume: no checkpoint at {source} (the run stopped before its first "
                                 f"checkpoint); delete the store and {directory} to start over")
-    payload = torch.load(path, map_location="cpu", weights_only=False)
+    payload = torch.load(io.BytesIO(source.read_bytes()), map_location="cpu", weights_only=False)
     if payload.pop("format", None) != CHECKPOINT_FORMAT:
-        raise ValueError(f"checkpoint {path} has an unsupported format; start the run again")
+        raise ValueError(f"checkpoint {source} has an unsupported format; start the run again")
     return TrainingState(**payload)
 
 

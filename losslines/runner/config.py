@@ -179,9 +179,17 @@ class MeasureConfig:
 
 @dataclass(frozen=True)
 class StoreConfig:
-    """Where and how lines are stored (docs/store-format.md)."""
+    """Where and how lines are stored (docs/store-format.md).
+
+    Attributes:
+        path: a local path or any fsspec URL (``s3://bucket/runs/{name}.zarr``); ``{name}`` is
+            the run's name. The checkpoints go beside it (``<path>.ckpt``).
+        storage_options: fsspec options for a URL (credentials, endpoint_url, ...).
+        line_chunk, sample_block, max_queued_lines: see ``StoreLayout`` and ``StoreWriter``.
+    """
 
     path: str = "runs/{name}.zarr"
+    storage_options: dict = field(default_factory=dict)
     line_chunk: int = 64
     sample_block: int = 4096
     max_queued_lines: int = 8
@@ -202,9 +210,17 @@ class RunConfig:
     store: StoreConfig = field(default_factory=StoreConfig)
 
     @property
-    def store_path(self) -> Path:
-        """The store path with ``{name}`` filled in."""
-        return Path(self.store.path.format(name=self.name))
+    def store_path(self) -> Path | str:
+        """The store path with ``{name}`` filled in: a ``Path``, or the URL of a remote store."""
+        loc = self.store_location
+        return loc.path if loc.is_local else loc.url
+
+    @property
+    def store_location(self):
+        """The store's ``losslines.store.location.Location`` (path or URL, storage options)."""
+        from losslines.store.location import location
+
+        return location(self.store.path.format(name=self.name), self.store.storage_options or None)
 
 
 # ---------------------------------------------------------------------------------------------

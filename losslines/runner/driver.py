@@ -34,7 +34,7 @@ class RunResult:
         wall_s: wall time of this invocation in seconds.
     """
 
-    store_path: Path
+    store_path: Path | str
     status: str
     steps: int
     lines: int
@@ -59,7 +59,8 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: bool = True, stop_at_
             refused setting leaves no store behind.
     """
     t0 = time.perf_counter()
-    store_path, ckpt_dir, s = cfg.store_path, checkpoint_dir(cfg.store_path), cfg.store
+    store_path, s = cfg.store_location, cfg.store
+    ckpt_dir = checkpoint_dir(store_path)
     if not resume and store_path.exists():
         raise FileExistsError(f"store {store_path} already exists; pass --resume to continue it or --out for a new path")
     parts = build_parts(cfg)
@@ -81,5 +82,5 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: bool = True, stop_at_
     loop = TrainingLoop(parts, sampler, sink.writer, checkpoint_dir=ckpt_dir, on_step=on_step,
                         progress=Progress(progress, total=cfg.train.steps, initial=start, desc=cfg.name))
     status, steps = loop.run(start, stop_at_step)
-    return RunResult(store_path=store_path, status=status, steps=steps, lines=sink.writer.committed_lines,
+    return RunResult(store_path=cfg.store_path, status=status, steps=steps, lines=sink.writer.committed_lines,
                      wall_s=time.perf_counter() - t0)

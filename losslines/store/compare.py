@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
@@ -88,8 +87,8 @@ def diff_stores(a: str | os.PathLike[str], b: str | os.PathLike[str], *,
     Raises:
         FileNotFoundError / ValueError: either path is not a losslines store.
     """
-    _, group_a, _ = open_group_checked(Path(a))
-    _, group_b, _ = open_group_checked(Path(b))
+    _, group_a, _ = open_group_checked(a)
+    _, group_b, _ = open_group_checked(b)
     return _group_differences(group_a, group_b, "", tuple(ignore_attrs))
 
 

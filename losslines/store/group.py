@@ -8,33 +8,41 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 import zarr
 
+from losslines.store.location import Location, location
 from losslines.store.schema import DIRECTIONS_GROUP, FORMAT_ATTR, SPLITS, STEPS_GROUP, StoreLayout
 
 
-def open_group_checked(path: str | os.PathLike[str], mode: str = "r") -> tuple[Path, zarr.Group, int]:
-    """Open the root group of a losslines store; return (path, group, format number).
+def open_group_checked(where: str | os.PathLike[str] | Location, mode: str = "r", *,
+                       storage_options: Mapping[str, Any] | None = None) -> tuple[Location, zarr.Group, int]:
+    """Open the root group of a losslines store; return (location, group, format number).
+
+    Args:
+        where: a local path, a ``file://`` or fsspec URL, or a ``Location``.
+        mode: ``"r"`` or ``"r+"``.
+        storage_options: fsspec options of a URL.
 
     Raises:
-        FileNotFoundError: nothing at ``path``.
-        ValueError: ``path`` is not a losslines store.
+        FileNotFoundError: nothing there.
+        ValueError: not a losslines store.
     """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no losslines store at {path}: the path does not exist")
-    if not (path / "zarr.json").is_file():
-        raise ValueError(f"{path} is not a losslines store (no zarr.json; expected a zarr v3 group)")
+    loc = location(where, storage_options)
+    if not loc.exists():
+        raise FileNotFoundError(f"no losslines store at {loc}: the path does not exist")
+    if not loc.is_zarr_group():
+        raise ValueError(f"{loc} is not a losslines store (no zarr.json; expected a zarr v3 group)")
     try:
-        group = zarr.open_group(store=str(path), mode=mode)  # type: ignore[arg-type]
+        group = zarr.open_group(store=loc.zarr_store(read_only=mode == "r"), mode=mode)  # type: ignore[arg-type]
     except Exception as err:
-        raise ValueError(f"{path} is not a losslines store (cannot open as a zarr v3 group: {err})") from err
+        raise ValueError(f"{loc} is not a losslines store (cannot open as a zarr v3 group: {err})") from err
     fmt = group.attrs.get(FORMAT_ATTR)
     if fmt is None:
-        raise ValueError(f"{path} is a zarr group but not a losslines store (no {FORMAT_ATTR!r} attribute)")
-    return path, group, int(fmt)  # type: ignore[arg-type]
+        raise ValueError(f"{loc} is a zarr group but not a losslines store (no {FORMAT_ATTR!r} attribute)")
+    return loc, group, int(fmt)  # type: ignore[arg-type]
 
 
 def member_names(group: zarr.Group) -> tuple[list[str], list[str]]:

@@ -12,13 +12,13 @@ The analysis reads stores only through this module; it imports neither torch nor
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import zarr
 
 from losslines.store.group import infer_layout, member_names, open_group_checked
+from losslines.store.location import Location
 from losslines.store.schema import (COMMITTED_ATTR, DIRECTIONS_GROUP, FORMAT_ATTR, FORMAT_VERSION, GROWING_DIMS, STATUS_ATTR,
                                     STEPS_GROUP, StoreLayout)
 
@@ -143,11 +143,12 @@ class LineStore:
     """A losslines store opened read-only (or its ``directions/`` sub-group).
 
     Attributes:
-        path: directory of the (sub-)group on disk.
+        path: where the (sub-)group lives (a ``losslines.store.location.Location``: a local
+            folder or an fsspec URL; ``str(path)`` is the path or URL).
         attrs: the group attributes at the last snapshot (open or ``refresh()``).
     """
 
-    def __init__(self, path: Path, group: zarr.Group, *, root: LineStore | None = None) -> None:
+    def __init__(self, path: Location, group: zarr.Group, *, root: LineStore | None = None) -> None:
         self.path = path
         self._group = group
         self._root = root
@@ -163,7 +164,7 @@ class LineStore:
         """Re-read the attributes (``committed_lines``, ``status``) of a store being written."""
         if self._root is not None:
             self._root.refresh()
-        self._group = zarr.open_group(store=str(self.path), mode="r")
+        self._group = zarr.open_group(store=self.path.zarr_store(read_only=True), mode="r")
         self.attrs = dict(self._group.attrs.asdict())
         self._committed = int(self.attrs[COMMITTED_ATTR])
         self._names, self._groups = member_names(self._group)
@@ -275,15 +276,8 @@ class LineStore:
             yield start, array[start:start + block]
 
     def nbytes_stored(self) -> int:
-        """Bytes the (sub-)group occupies on disk, metadata included."""
-        total = 0
-        for folder, _, files in os.walk(self.path):
-            for f in files:
-                try:
-                    total += os.path.getsize(os.path.join(folder, f))
-                except FileNotFoundError:  # a temporary file renamed away by a writer
-                    pass
-        return total
+        """Bytes the (sub-)group occupies in storage, metadata included."""
+        return self.path.size()
 
     def to_xarray(self) -> Any:
         """An xarray Dataset of lazy dask arrays, cut to the committed lines.
@@ -311,22 +305,26 @@ class LineStore:
         return f"LineStore({str(self.path)!r}, status={self.status!r}, committed_lines={self._committed})"
 
 
-def _open_v1(path: Path, group: zarr.Group) -> LineStore:
+def _open_v1(path: Location, group: zarr.Group) -> LineStore:
     return LineStore(path, group)
 
 
 # format number -> reader; a v2 reader is added here, v1 stays readable.
-_READERS: dict[int, Callable[[Path, zarr.Group], LineStore]] = {FORMAT_VERSION: _open_v1}
+_READERS: dict[int, Callable[[Location, zarr.Group], LineStore]] = {FORMAT_VERSION: _open_v1}
 
 
-def open_store(path: str | os.PathLike[str]) -> LineStore:
+def open_store(path: str | os.PathLike[str] | Location, *, storage_options: Mapping[str, Any] | None = None) -> LineStore:
     """Open a losslines store lazily and read-only.
+
+    Args:
+        path: a local folder, a ``file://`` or fsspec URL (``s3://``, ``gs://``, ``memory://``...).
+        storage_options: fsspec options of a URL (credentials, endpoints).
 
     Raises:
         FileNotFoundError: nothing at ``path``.
         ValueError: not a losslines store, or a format this version cannot read.
     """
-    path, group, fmt = open_group_checked(path)
+    path, group, fmt = open_group_checked(path, storage_options=storage_options)
     if fmt not in _READERS:
         raise ValueError(
             f"{path} has losslines_format={fmt}; this losslines reads format(s) "

@@ -15,13 +15,13 @@ After ``open``, :attr:`StoreSink.writer` is the :class:`~losslines.store.writer.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
 from losslines.records import DirectionsRecord, LineRecord, LineShape, StepRecord
 from losslines.store.group import infer_layout, open_group_checked
+from losslines.store.location import Location, location
 from losslines.store.schema import SampleDtype, StoreLayout
 from losslines.store.writer import StoreWriter
 
@@ -33,18 +33,20 @@ class StoreSink:
     :meth:`append` per line.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, create: dict[str, Any] | None,
-                 resume: dict[str, Any] | None, max_queued_lines: int) -> None:
-        self.path = Path(path)
+    def __init__(self, path: str | os.PathLike[str] | Location, *, create: dict[str, Any] | None,
+                 resume: dict[str, Any] | None, max_queued_lines: int,
+                 storage_options: Mapping[str, Any] | None = None) -> None:
+        self.path = location(path, storage_options)
         self._create, self._resume = create, resume
         self._max_queued_lines = max_queued_lines
         self._writer: StoreWriter | None = None
 
     @classmethod
-    def create(cls, path: str | os.PathLike[str], *, sample_ids: Mapping[str, np.ndarray],
+    def create(cls, path: str | os.PathLike[str] | Location, *, sample_ids: Mapping[str, np.ndarray],
                attrs: Mapping[str, Any], sample_dtype: SampleDtype = "float16", n_directions: int = 0,
                line_chunk: int = 64, sample_block: int = 4096, capacity: int | None = None,
-               overwrite: bool = False, max_queued_lines: int = 16) -> "StoreSink":
+               overwrite: bool = False, max_queued_lines: int = 16,
+               storage_options: Mapping[str, Any] | None = None) -> "StoreSink":
         """A sink that creates a new store at ``path`` when opened.
 
         Args:
@@ -58,21 +60,23 @@ class StoreSink:
             FileExistsError: ``path`` exists and ``overwrite`` is false (checked here, before any
                 measurement is set up).
         """
-        if not overwrite and Path(path).exists():
-            raise FileExistsError(f"store {path} already exists; resume it or choose another path")
-        return cls(path, create=dict(sample_ids=sample_ids, attrs=attrs, sample_dtype=sample_dtype,
-                                     n_directions=n_directions, line_chunk=line_chunk, sample_block=sample_block,
-                                     capacity=capacity, overwrite=overwrite),
+        where = location(path, storage_options)
+        if not overwrite and where.exists():
+            raise FileExistsError(f"store {where} already exists; resume it or choose another path")
+        return cls(where, create=dict(sample_ids=sample_ids, attrs=attrs, sample_dtype=sample_dtype,
+                                      n_directions=n_directions, line_chunk=line_chunk, sample_block=sample_block,
+                                      capacity=capacity, overwrite=overwrite),
                    resume=None, max_queued_lines=max_queued_lines)
 
     @classmethod
-    def resume(cls, path: str | os.PathLike[str], *, at_line: int | None = None,
+    def resume(cls, path: str | os.PathLike[str] | Location, *, at_line: int | None = None,
                at_direction_line: int | None = None, at_step: int | None = None,
-               max_queued_lines: int = 16) -> "StoreSink":
+               max_queued_lines: int = 16, storage_options: Mapping[str, Any] | None = None) -> "StoreSink":
         """A sink that reopens the stopped store at ``path`` when opened (see
         ``StoreWriter.resume`` for ``at_line`` / ``at_direction_line`` / ``at_step``)."""
         return cls(path, create=None, resume=dict(at_line=at_line, at_direction_line=at_direction_line,
-                                                  at_step=at_step), max_queued_lines=max_queued_lines)
+                                                  at_step=at_step), max_queued_lines=max_queued_lines,
+                   storage_options=storage_options)
 
     @property
     def writer(self) -> StoreWriter:

@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import os
 import queue
-import shutil
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Mapping
 
@@ -34,6 +32,7 @@ from zarr.codecs import BloscCodec
 
 from losslines.records import DirectionsRecord, LineRecord, StepRecord
 from losslines.store.group import infer_layout, open_group_checked
+from losslines.store.location import Location, location
 from losslines.store.schema import (
     COMMITTED_ATTR,
     DIRECTIONS_GROUP,
@@ -105,7 +104,7 @@ class StoreWriter:
     lines appended so far).
     """
 
-    def __init__(self, path: Path, root: zarr.Group, layout: StoreLayout, *, max_queued_lines: int) -> None:
+    def __init__(self, path: Location, root: zarr.Group, layout: StoreLayout, *, max_queued_lines: int) -> None:
         if max_queued_lines < 1:
             raise ValueError(f"max_queued_lines must be >= 1, got {max_queued_lines}")
         self._path = path
@@ -137,13 +136,14 @@ class StoreWriter:
 
     # -- construction ---------------------------------------------------------------------
     @classmethod
-    def create(cls, path: str | os.PathLike[str], layout: StoreLayout, *, positions: np.ndarray,
+    def create(cls, path: str | os.PathLike[str] | Location, layout: StoreLayout, *, positions: np.ndarray,
                sample_ids: Mapping[str, np.ndarray], attrs: Mapping[str, Any], capacity: int | None = None,
-               overwrite: bool = False, max_queued_lines: int = 16) -> StoreWriter:
+               overwrite: bool = False, max_queued_lines: int = 16,
+               storage_options: Mapping[str, Any] | None = None) -> StoreWriter:
         """Create a new store and return a writer positioned at line 0.
 
         Args:
-            path: directory of the new zarr v3 group.
+            path: the new zarr v3 group: a local folder, or an fsspec URL (``s3://``, ``memory://``...).
             layout: sizes of every dimension but ``line``.
             positions: ``[K]`` float64 grid, distance along the unit update direction.
             sample_ids: ``{"train": [N], "val": [N_val]}`` int64 stable dataset ids.
@@ -151,12 +151,13 @@ class StoreWriter:
             capacity: lines to preallocate (default: one line-chunk); arrays grow as needed.
             overwrite: replace an existing store at ``path``.
             max_queued_lines: lines that may wait for the writer thread before ``append`` blocks.
+            storage_options: fsspec options of a URL (credentials, endpoints).
 
         Raises:
             FileExistsError: ``path`` exists and ``overwrite`` is false.
             ValueError: inconsistent positions, sample ids or attributes.
         """
-        path = Path(path)
+        path = location(path, storage_options)
         check_json(attrs, "attrs")
         positions = np.asarray(positions)
         if positions.shape != (layout.n_points,) or not np.issubdtype(positions.dtype, np.floating):
@@ -169,7 +170,7 @@ class StoreWriter:
             raise ValueError(f"capacity must be >= 0, got {capacity}")
         _clear_target(path, overwrite)
 
-        root = zarr.open_group(store=str(path), mode="w-")
+        root = zarr.open_group(store=path.zarr_store(), mode="w-")
         n_lines = layout.line_chunk if capacity is None else max(capacity, 1)
         _create_arrays(root, static_specs(layout), layout, n_lines)
         root["position"][:] = positions.astype(np.float64)
@@ -188,9 +189,9 @@ class StoreWriter:
         return cls(path, root, layout, max_queued_lines=max_queued_lines)
 
     @classmethod
-    def resume(cls, path: str | os.PathLike[str], *, at_line: int | None = None,
+    def resume(cls, path: str | os.PathLike[str] | Location, *, at_line: int | None = None,
                at_direction_line: int | None = None, at_step: int | None = None,
-               max_queued_lines: int = 16) -> StoreWriter:
+               max_queued_lines: int = 16, storage_options: Mapping[str, Any] | None = None) -> StoreWriter:
         """Reopen a ``running`` or ``failed`` store and continue appending.
 
         Args:
@@ -207,7 +208,7 @@ class StoreWriter:
                 complete store, arrays that do not match the format, or ``at_line`` beyond
                 the committed lines.
         """
-        path, root, fmt = open_group_checked(path, mode="r+")
+        path, root, fmt = open_group_checked(path, mode="r+", storage_options=storage_options)
         if fmt != FORMAT_VERSION:
             raise ValueError(f"{path} has losslines_format={fmt}; this writer resumes only format {FORMAT_VERSION}")
         status = root.attrs.get(STATUS_ATTR)
@@ -240,7 +241,8 @@ class StoreWriter:
 
     # -- properties -----------------------------------------------------------------------
     @property
-    def path(self) -> Path:
+    def path(self) -> Location:
+        """Where the store lives (``str(path)``: its local path or URL)."""
         return self._path
 
     @property
@@ -452,7 +454,7 @@ class StoreWriter:
         return np.full(tuple(self._sizes[d] for d in spec.dims[1:]), spec.fill_value, dtype=spec.dtype)
 
 
-def _clear_target(path: Path, overwrite: bool) -> None:
+def _clear_target(path: Location, overwrite: bool) -> None:
     if not path.exists():
         return
     if not overwrite:
@@ -460,8 +462,8 @@ def _clear_target(path: Path, overwrite: bool) -> None:
             f"{path} already exists; pass overwrite=True to replace it, or use "
             f"StoreWriter.resume({str(path)!r}) to continue it"
         )
-    if path.is_dir() and ((path / "zarr.json").is_file() or not any(path.iterdir())):
-        shutil.rmtree(path)
+    if path.is_zarr_group() or path.is_empty_folder():
+        path.remove()
         return
     raise FileExistsError(f"refusing to overwrite {path}: it is not a zarr store; remove it yourself")
 
