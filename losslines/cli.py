@@ -13,6 +13,7 @@ stderr and exit code 2; an interrupted run exits 130 after saving a checkpoint.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -35,10 +36,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from losslines.runner.driver import run
 
     result = run(cfg, resume=args.resume, progress=not args.quiet)
-    print(
-        f"{result.status}: {result.lines} lines over {result.steps} steps in {result.wall_s:.1f} s "
-        f"-> {result.store_path}"
-    )
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, process 0 reports
+        print(
+            f"{result.status}: {result.lines} lines over {result.steps} steps in {result.wall_s:.1f} s "
+            f"-> {result.store_path}"
+        )
     return 0 if result.status == "complete" else EXIT_INTERRUPTED
 
 

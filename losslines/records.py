@@ -117,6 +117,8 @@ class SplitLine:
         sample_loss: ``[K, n]`` float32 per-sample losses (``batch``: ``n`` = slots, NaN-padded),
             or None when the sampler does not keep them.
         sample_slope0: ``[n]`` float64 exact per-sample slopes at 0, or None.
+        sample_offset: index of the first sample of ``sample_loss`` in the split: a process of
+            a measurement sharded over processes holds samples ``[offset, offset + n)``.
     """
 
     loss: np.ndarray
@@ -125,6 +127,7 @@ class SplitLine:
     slope0: float
     sample_loss: np.ndarray | None = None
     sample_slope0: np.ndarray | None = None
+    sample_offset: int = 0
 
 
 @dataclass(frozen=True)

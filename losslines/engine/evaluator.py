@@ -36,7 +36,7 @@ from __future__ import annotations
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Mapping
+from typing import Callable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -129,6 +129,10 @@ class LineEvaluator:
         point_chunk: points per strategy call (default: from ``memory_budget``).
         backend: loss-reduction backend (``losslines.kernels``).
         self_check: evaluate s = 0 twice on the first measurement and require equal outputs.
+        reduce: for a measurement set sharded over processes: ``reduce(t) -> t`` sums a float64
+            tensor over them (an all-reduce); the line's sums, counts and slope are reduced, the
+            per-sample values stay this process's. None: this process holds the whole set.
+        n_total: samples of the whole (sharded) set; default: this process's.
         memory_format: ``"auto"`` (channels-last for the ``loop`` strategy when the inputs are
             images ``[N, C, H, W]`` and the model has 4-D weights), ``"channels_last"`` or
             ``"contiguous"``. Channels-last
@@ -145,7 +149,8 @@ class LineEvaluator:
                  bn_group: int | None = None, loss: str = "cross_entropy", strategy: str | Strategy = "loop",
                  dropout: str = "off", chunk_size: int | None = None,
                  memory_budget: int | None = None, backend: str = "auto", self_check: bool = True,
-                 point_chunk: int | None = None, memory_format: str = "auto"):
+                 point_chunk: int | None = None, memory_format: str = "auto",
+                 reduce: Callable[[Tensor], Tensor] | None = None, n_total: int | None = None):
         check_bn(bn)
         if memory_format not in MEMORY_FORMATS:
             raise ValueError(f"unknown memory_format {memory_format!r}; valid: {', '.join(MEMORY_FORMATS)}")
@@ -180,6 +185,12 @@ class LineEvaluator:
                              f"strategy, got inputs {shape} and strategy {self.strategy.name!r}")
         self.inputs, self.targets = self._prepare_data(inputs, targets, first)
         self.n_samples = batched.rows(self.inputs)
+        self.reduce = reduce
+        self.n_total = int(n_total) if n_total is not None else self.n_samples
+        if self.n_total < self.n_samples:
+            raise ValueError(f"n_total={self.n_total} is below this process's {self.n_samples} samples")
+        if reduce is not None:
+            self.strategy.reduce = reduce  # "auto" decides from the summed timings of every process
         if bn == "batch" and self.n_samples % self.bn_group == 1 and any(
                 isinstance(m, nn.BatchNorm1d) for m in model.modules()):
             raise ValueError(
@@ -272,15 +283,22 @@ class LineEvaluator:
             self._prepare_strategy(line, pos, chunks[0])
             sample_loss, line_sum, correct, counted = self._values(line, pos, chunks)
             slopes = self._slopes(line, chunks) if slope else None
-        n = self.n_samples
+        n = self.n_total
+        slope_sum = slopes.sum() if slopes is not None else None
+        if self.reduce is not None:  # one all-reduce of the K-length sums and counts and the slope sum
+            k = pos.size
+            extra = slope_sum.reshape(1) if slope_sum is not None else line_sum.new_zeros(1)
+            totals = self.reduce(torch.cat([line_sum, correct.to(torch.float64), counted.to(torch.float64), extra]))
+            line_sum, correct, counted = totals[:k], totals[k:2 * k], totals[2 * k:3 * k]
+            slope_sum = totals[3 * k] if slope_sum is not None else None
         with np.errstate(invalid="ignore", divide="ignore"):  # nothing counted: NaN
             accuracy = (correct.cpu().numpy() / counted.cpu().numpy()).astype(np.float64) if self.has_accuracy \
                 else np.full(pos.size, np.nan)
         if slopes is None:
-            slope0, sample_slope0 = float("nan"), np.full(n, np.nan)
+            slope0, sample_slope0 = float("nan"), np.full(self.n_samples, np.nan)
         else:
             sample_slope0 = slopes.cpu().numpy()
-            slope0 = float(slopes.sum()) / n
+            slope0 = float(slope_sum) / n
         return LineMeasurement(
             positions=pos, loss=line_sum.cpu().numpy() / n, sample_loss=sample_loss.cpu().numpy(),
             accuracy=accuracy, slope0=slope0, sample_slope0=sample_slope0,

@@ -33,7 +33,7 @@ The model after the block is exactly what the optimizer produced: measuring neve
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -68,6 +68,12 @@ class LineSampler:
             each record), or None (records are kept in ``self.records``).
         strategy, dropout, chunk_size, memory_budget: passed to ``LineEvaluator`` (one strategy
             instance for all splits: ``"auto"`` decides once, on the first line's train split).
+        reduce, shards: a measurement set sharded over processes (``losslines.runner.distributed``):
+            ``shards = {"train": (offset, total), "val": (offset, total)}`` says which samples
+            ``train`` / ``val`` are of the whole split, ``reduce`` sums a float64 tensor over the
+            processes. Line means, accuracies and slopes are those of the whole split; the
+            records' per-sample losses are this process's (``SplitLine.sample_offset``). The
+            direction batch is measured whole in every process.
         per_step: also measure every training step cheaply — the loss and exact slope at s = 0
             and the loss at the step taken, per split — into a ``StepRecord`` (``sink.append_step``,
             or ``self.step_records``). On scheduled steps it is taken from the dense line.
@@ -93,7 +99,9 @@ class LineSampler:
                  sink: LineSink | Callable[[LineRecord], object] | None = None, strategy: str = "loop", dropout: str = "off",
                  chunk_size: int | None = None, memory_budget: int | None = None,
                  measure_batch: bool = True, batch_size: int | None = None, slope: bool = True,
-                 check_sgd_slope: bool = True, dropout_seed: int = 0, per_step: bool = False):
+                 check_sgd_slope: bool = True, dropout_seed: int = 0, per_step: bool = False,
+                 reduce: Callable[[Tensor], Tensor] | None = None,
+                 shards: Mapping[str, tuple[int, int]] | None = None):
         if not isinstance(grid, Grid) or not isinstance(schedule, Schedule):
             raise ValueError("grid must be a Grid (make_grid) and schedule a Schedule")
         self.model, self.grid, self.schedule, self.loss = model, grid, schedule, loss
@@ -102,12 +110,20 @@ class LineSampler:
         self._eval_kwargs = dict(loss=loss, strategy=make_strategy(strategy), dropout=dropout,
                                  memory_budget=memory_budget)
         group = bn_group if bn == "batch" else None
-        self.evaluators: dict[str, LineEvaluator] = {
-            "train": LineEvaluator(model, *train, bn=bn, bn_group=group, chunk_size=chunk_size, **self._eval_kwargs)
-        }
+        self.shards = {split: (int(o), int(t)) for split, (o, t) in (shards or {}).items()}
+        unknown = sorted(set(self.shards) - {"train", "val"})
+        if unknown or (self.shards and reduce is None):
+            raise ValueError(f"shards name splits {unknown} (only train and val are sharded)" if unknown else
+                             "shards need reduce: the sum over the processes that hold the other shards")
+
+        def evaluator(split: str, data) -> LineEvaluator:
+            total = self.shards.get(split, (0, None))[1]
+            return LineEvaluator(model, *data, bn=bn, bn_group=group, chunk_size=chunk_size, n_total=total,
+                                 reduce=reduce if split in self.shards else None, **self._eval_kwargs)
+
+        self.evaluators: dict[str, LineEvaluator] = {"train": evaluator("train", train)}
         if val is not None:
-            self.evaluators["val"] = LineEvaluator(model, *val, bn=bn, bn_group=group, chunk_size=chunk_size,
-                                                   **self._eval_kwargs)
+            self.evaluators["val"] = evaluator("val", val)
         self.measure_batch = measure_batch
         if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -145,7 +161,7 @@ class LineSampler:
         """
         if self.measure_batch and self.batch_size is None:
             raise ValueError("the batch size is not known before the first measured batch; pass batch_size=")
-        sizes = {split: ev.n_samples for split, ev in self.evaluators.items()}
+        sizes = {split: ev.n_total for split, ev in self.evaluators.items()}
         if self.measure_batch:
             sizes["batch"] = self.batch_size
         return LineShape(positions=self.grid.positions, n_samples=sizes, sample_losses=self.sample_losses,
@@ -331,7 +347,8 @@ class LineSampler:
             if split in self.sample_losses:
                 sample_loss = _pad(arr.sample_loss, self.batch_size) if split == "batch" else arr.sample_loss
             splits[split] = SplitLine(loss=arr.loss, accuracy=arr.accuracy, loss_at_update=arr.loss_at_update,
-                                      slope0=arr.slope0, sample_loss=sample_loss, sample_slope0=arr.sample_slope0)
+                                      slope0=arr.slope0, sample_loss=sample_loss, sample_slope0=arr.sample_slope0,
+                                      sample_offset=self.shards.get(split, (0, 0))[0])
         ids = self._batch_ids(batch_ids, out["batch"].sample_loss.shape[1]) if self.measure_batch else None
         return LineRecord(step=int(step), epoch=int(epoch), lr=float(direction.lr),
                           direction_norm=float(direction.direction_norm), update_step=float(direction.update_step),

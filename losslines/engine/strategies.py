@@ -74,9 +74,15 @@ class StrategyReport:
 
 
 class Strategy(ABC):
-    """Computes model outputs at several points of a line for one chunk of inputs."""
+    """Computes model outputs at several points of a line for one chunk of inputs.
+
+    ``reduce`` (set by the evaluator of a measurement sharded over processes) sums a float64
+    tensor over the processes; a strategy that decides something at run time (``"auto"``) must
+    decide the same in every process.
+    """
 
     name: ClassVar[str]
+    reduce: Callable[[Tensor], Tensor] | None = None
 
     @abstractmethod
     def outputs(self, line: LinePoints, positions: np.ndarray, x):
@@ -160,6 +166,7 @@ class AutoStrategy(Strategy):
             raise ValueError(f"auto strategy needs points >= 1 and repeats >= 1, got {points}, {repeats}")
         self.points, self.repeats = int(points), int(repeats)
         self.candidates: dict[str, Strategy] = {"loop": LoopStrategy(), "vmap": VmapStrategy()}
+        self.reduce: Callable[[Tensor], Tensor] | None = None  # set for sharded measurements: one decision for all
         self._chosen: Strategy | None = None
         self._report: StrategyReport | None = None
 
@@ -185,6 +192,10 @@ class AutoStrategy(Strategy):
                     best = min(best, time.perf_counter() - t0)
                 seconds[name] = best / k
         _require_agreement(outs["loop"], outs["vmap"])
+        if self.reduce is not None:  # every process of a sharded measurement must take the same strategy
+            summed = self.reduce(torch.tensor([seconds["loop"], seconds["vmap"]], dtype=torch.float64,
+                                              device=line.device)).tolist()
+            seconds = {"loop": summed[0], "vmap": summed[1]}
         chosen = min(seconds, key=seconds.get)
         self._chosen = self.candidates[chosen]
         self._report = StrategyReport(requested="auto", chosen=chosen, seconds_per_point=seconds, points=k,

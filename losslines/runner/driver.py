@@ -1,7 +1,8 @@
 """``run(cfg)``: the whole of ``losslines run`` — build the parts, open the store, train, close.
 
 ``run(cfg, resume=True)`` continues a stopped run from its last checkpoint so that the store ends
-up exactly as if the run had never stopped.
+up exactly as if the run had never stopped. Under ``torchrun`` the processes share the run
+(``runner.distributed``); a resume may use another number of processes.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Callable
 from losslines.runner.attrs import store_attrs
 from losslines.runner.checkpoint import check_resumable, checkpoint_dir, load_checkpoint
 from losslines.runner.config import RunConfig, config_to_dict
+from losslines.runner.distributed import RankSink, init_ranks, release_ranks
 from losslines.runner.loop import TrainingLoop, restore
 from losslines.runner.parts import build_parts, build_sampler
 from losslines.runner.progress import Progress
@@ -59,11 +61,20 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: bool = True, stop_at_
             refused setting leaves no store behind.
     """
     t0 = time.perf_counter()
+    ranks = init_ranks(cfg.device)  # one process, or those torchrun started (runner.distributed)
+    try:
+        return _run(cfg, ranks, resume=resume, progress=progress, stop_at_step=stop_at_step, on_step=on_step, t0=t0)
+    finally:
+        release_ranks(ranks)
+
+
+def _run(cfg: RunConfig, ranks, *, resume: bool, progress: bool, stop_at_step: int | None,
+         on_step: Callable[[int], None] | None, t0: float) -> RunResult:
     store_path, s = cfg.store_location, cfg.store
     ckpt_dir = checkpoint_dir(store_path)
-    if not resume and store_path.exists():
+    if ranks.any(ranks.is_main and not resume and store_path.exists()):
         raise FileExistsError(f"store {store_path} already exists; pass --resume to continue it or --out for a new path")
-    parts = build_parts(cfg)
+    parts = build_parts(cfg, ranks)
     start = 0
     if resume:
         state = load_checkpoint(ckpt_dir)
@@ -77,10 +88,14 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: bool = True, stop_at_
         sink = StoreSink.create(store_path, sample_ids=parts.sample_ids, attrs=store_attrs(parts),
                                 sample_dtype=cfg.measure.sample_dtype, n_directions=cfg.measure.n_directions,
                                 line_chunk=s.line_chunk, sample_block=s.sample_block, capacity=parts.planned_lines,
-                                max_queued_lines=s.max_queued_lines)
+                                max_queued_lines=s.max_queued_lines,
+                                directions_capacity=len(cfg.measure.directions_at))
+    if ranks.sharded:
+        sink = RankSink(ranks, sink, store_path)
     sampler = build_sampler(parts, sink)  # validates the measurement, then creates / reopens the store
-    loop = TrainingLoop(parts, sampler, sink.writer, checkpoint_dir=ckpt_dir, on_step=on_step,
-                        progress=Progress(progress, total=cfg.train.steps, initial=start, desc=cfg.name))
+    loop = TrainingLoop(parts, sampler, sink, checkpoint_dir=ckpt_dir, on_step=on_step,
+                        progress=Progress(progress and ranks.is_main, total=cfg.train.steps, initial=start,
+                                          desc=cfg.name, quiet=not ranks.is_main))
     status, steps = loop.run(start, stop_at_step)
     return RunResult(store_path=cfg.store_path, status=status, steps=steps, lines=sink.writer.committed_lines,
                      wall_s=time.perf_counter() - t0)

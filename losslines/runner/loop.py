@@ -9,7 +9,6 @@ steps; ``TrainingLoop.restore`` puts a run back into it.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Callable
 
 from losslines import batched
@@ -23,7 +22,7 @@ from losslines.runner.parts import RunParts
 from losslines.runner.progress import Progress
 from losslines.runner.seeds import directions_seed
 from losslines.runner.signals import InterruptBetweenSteps
-from losslines.store import StoreWriter
+from losslines.store.location import Location
 
 
 def restore(parts: RunParts, state: TrainingState) -> None:
@@ -39,16 +38,18 @@ class TrainingLoop:
 
     Args:
         parts: the run's parts.
-        sampler: the measurement hook, emitting into ``writer``'s store.
-        writer: the store's writer (flushed before each checkpoint, closed at the end).
+        sampler: the measurement hook, emitting into ``sink``.
+        sink: the store's sink (``StoreSink``, or a ``RankSink`` with several processes); its
+            ``writer`` is flushed before each checkpoint and closed at the end.
         checkpoint_dir: where checkpoints go.
         progress: the progress bar / log.
         on_step: called with each step number after the step is taken (tests, monitoring).
     """
 
-    def __init__(self, parts: RunParts, sampler: LineSampler, writer: StoreWriter, *, checkpoint_dir: Path,
+    def __init__(self, parts: RunParts, sampler: LineSampler, sink, *, checkpoint_dir: Location,
                  progress: Progress, on_step: Callable[[int], None] | None = None):
-        self.parts, self.sampler, self.writer = parts, sampler, writer
+        self.parts, self.sampler, self.sink, self.writer = parts, sampler, sink, sink.writer
+        self.ranks = parts.ranks
         self.checkpoint_dir, self.progress, self.on_step = checkpoint_dir, progress, on_step
         self._config = config_to_dict(parts.cfg)
         self._directions_at = frozenset(parts.cfg.measure.directions_at)
@@ -66,9 +67,11 @@ class TrainingLoop:
             committed_steps=w.committed_steps if p.cfg.measure.per_step else 0)
 
     def checkpoint(self, next_step: int) -> None:
-        """Commit every queued line, then save the state (atomically replacing the last one)."""
+        """Commit every queued line, then save the state (atomically replacing the last one);
+        with several processes, process 0 saves (every process holds the same state)."""
         self.writer.flush()
-        save_checkpoint(self.checkpoint_dir, self.state(next_step))
+        if self.ranks.is_main:
+            save_checkpoint(self.checkpoint_dir, self.state(next_step))
 
     def run(self, start: int, stop_at_step: int | None = None) -> tuple[str, int]:
         """Train from step ``start``; return ``(status, step)``: ``"complete"`` and the number of
@@ -80,7 +83,8 @@ class TrainingLoop:
             try:
                 for step in range(start, total):
                     between_steps = True
-                    if interrupt.requested or (stop_at_step is not None and step >= stop_at_step):
+                    stop = interrupt.requested or (stop_at_step is not None and step >= stop_at_step)
+                    if self.ranks.any(stop):  # every process stops before the same step
                         raise KeyboardInterrupt
                     between_steps = False
                     self._step(step)
@@ -119,7 +123,7 @@ class TrainingLoop:
         train_ids = p.dataset.train.ids
         if step in self._directions_at:  # before the step: the model holds θ_t
             m = p.cfg.measure
-            self.writer.append_directions(measure_all_directions(
+            self.sink.append_directions(measure_all_directions(
                 sampler, step, epoch=batch.epoch, lr=lr, train=p.train, train_ids=train_ids,
                 batch_size=p.cfg.train.batch_size, count=m.n_directions, seed=directions_seed(p.cfg.seed, step),
                 loss=p.loss))

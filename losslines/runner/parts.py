@@ -23,6 +23,7 @@ from losslines.models import build_model
 from losslines.records import SPLITS, LineSink
 from losslines.runner.config import RunConfig, memory_budget
 from losslines.runner.data_order import DataOrder
+from losslines.runner.distributed import SINGLE, Ranks, plan_shards
 from losslines.runner.optimizers import Stepper
 
 
@@ -41,6 +42,7 @@ class RunParts:
         grid, schedule: where on each line and at which steps lines are measured.
         n_measured: training samples in the measurement set (the first ``n_measured``).
         planned_lines: lines the schedule measures over the whole run.
+        ranks: the run's processes (``runner.distributed``; one by default).
     """
 
     cfg: RunConfig
@@ -54,6 +56,7 @@ class RunParts:
     schedule: Schedule
     n_measured: int
     planned_lines: int
+    ranks: Ranks = SINGLE
 
     @property
     def train(self) -> tuple[Tensor, Tensor]:
@@ -79,15 +82,16 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def build_parts(cfg: RunConfig) -> RunParts:
-    """Build every part of the run ``cfg`` describes (see :class:`RunParts`).
+def build_parts(cfg: RunConfig, ranks: Ranks = SINGLE) -> RunParts:
+    """Build every part of the run ``cfg`` describes (see :class:`RunParts`); with several
+    processes every one builds the same parts (training is replicated).
 
     Raises:
         ValueError / FileNotFoundError: an unknown name, a missing dataset, impossible sizes.
     """
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = resolve_device(cfg.device)
+    device = ranks.device if ranks.sharded else resolve_device(cfg.device)
     d = cfg.data
     dataset = load_dataset(d.name, root=d.root or None, fraction=d.fraction, n_val=d.n_val, seed=d.seed,
                            normalize=d.normalize, download=d.download, **d.options)
@@ -111,7 +115,7 @@ def build_parts(cfg: RunConfig) -> RunParts:
         schedule = make_schedule("list", steps=m.at)
     return RunParts(cfg=cfg, device=device, dataset=dataset, model=model, stepper=stepper, loss=get_loss(m.loss),
                     order=order, grid=grid, schedule=schedule, n_measured=n_measured,
-                    planned_lines=len(schedule.steps(cfg.train.steps)))
+                    planned_lines=len(schedule.steps(cfg.train.steps)), ranks=ranks)
 
 
 def build_sampler(parts: RunParts, sink: LineSink) -> LineSampler:
@@ -120,13 +124,22 @@ def build_sampler(parts: RunParts, sink: LineSink) -> LineSampler:
     Raises:
         ValueError: a measurement setting the evaluator refuses (the sink is not opened).
     """
-    m, (train_x, train_y) = parts.cfg.measure, parts.train
+    m, (train_x, train_y), ranks = parts.cfg.measure, parts.train, parts.ranks
     val = parts.dataset.val.to(parts.device)
-    measured = slice(0, parts.n_measured)
+    sets = {"train": (batched.take(train_x, slice(0, parts.n_measured)), batched.take(train_y, slice(0, parts.n_measured)))}
+    if len(val):
+        sets["val"] = (val.inputs, val.targets)
+    shards = {}
+    if ranks.sharded:  # this process measures its range of whole BatchNorm groups of each set
+        unit = m.bn_group if m.bn == "batch" else 1
+        for split, (x, y) in list(sets.items()):
+            n = batched.rows(x)
+            start, stop = plan_shards(n, ranks.world, unit)[ranks.rank]
+            sets[split] = (batched.take(x, slice(start, stop)), batched.take(y, slice(start, stop)))
+            shards[split] = (start, n)
     return LineSampler(
-        parts.model, grid=parts.grid, schedule=parts.schedule,
-        train=(batched.take(train_x, measured), batched.take(train_y, measured)),
-        val=(val.inputs, val.targets) if len(val) else None,
+        parts.model, grid=parts.grid, schedule=parts.schedule, train=sets["train"], val=sets.get("val"),
+        shards=shards or None, reduce=ranks.all_sum if ranks.sharded else None,
         bn=m.bn, bn_group=m.bn_group, loss=parts.loss, sample_losses=tuple(s for s in SPLITS if s in m.sample_losses),
         sink=sink, strategy=m.strategy, batch_size=parts.cfg.train.batch_size, memory_budget=memory_budget(m),
         check_sgd_slope=not active_dropout(parts.model), dropout=m.dropout, dropout_seed=parts.cfg.seed,

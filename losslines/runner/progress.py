@@ -15,9 +15,10 @@ class Progress:
         enabled: show the bar.
         total, initial: training steps in all and already done (a resumed run).
         desc: the bar's label (the run's name).
+        quiet: no log lines either (the processes other than 0 of a run of several).
     """
 
-    def __init__(self, enabled: bool, *, total: int, initial: int, desc: str):
+    def __init__(self, enabled: bool, *, total: int, initial: int, desc: str, quiet: bool = False):
         self._bar = None
         if enabled:
             from tqdm.auto import tqdm
@@ -25,9 +26,12 @@ class Progress:
             self._bar = tqdm(total=total, initial=initial, unit="step", desc=desc, dynamic_ncols=True)
         self._t0 = time.perf_counter()
         self._lines = 0
+        self._quiet = quiet  # the other processes of a run of several: process 0 speaks
 
     def log(self, message: str) -> None:
         """One line on stderr that does not break the bar."""
+        if self._quiet:
+            return
         if self._bar is not None:
             self._bar.write(f"losslines: {message}", file=sys.stderr)
         else:

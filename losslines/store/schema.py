@@ -270,6 +270,15 @@ def spec_by_name(specs: list[ArraySpec]) -> Mapping[str, ArraySpec]:
     return {s.name: s for s in specs}
 
 
+@dataclass(frozen=True)
+class SampleSlice:
+    """Per-sample values of the samples ``[offset, offset + n)`` of a split: what one process of a
+    measurement sharded over processes holds (its values' last dimension is ``n``)."""
+
+    offset: int
+    values: np.ndarray
+
+
 def record_arrays(record: LineRecord, layout: StoreLayout) -> dict[str, Any]:
     """The per-line arrays of one ``LineRecord`` (without the ``line`` dimension), by name.
 
@@ -292,7 +301,9 @@ def record_arrays(record: LineRecord, layout: StoreLayout) -> dict[str, Any]:
             if line.sample_loss is None:
                 raise ValueError(f"the layout stores per-sample {split} losses but the record of step "
                                  f"{record.step} carries none")
-            values[f"sample_loss_{split}"] = line.sample_loss
+            whole = line.sample_offset == 0 and np.shape(line.sample_loss)[-1] == layout.split_size(split)
+            values[f"sample_loss_{split}"] = line.sample_loss if whole else SampleSlice(line.sample_offset,
+                                                                                          line.sample_loss)
     if layout.batch_size > 0 and record.batch_ids is not None:
         values["batch_ids"] = record.batch_ids
     return values
@@ -306,7 +317,12 @@ def directions_arrays(record: DirectionsRecord, layout: StoreLayout) -> dict[str
     per_line = [record_arrays(line, layout) for line in record.lines]
     out: dict[str, Any] = {"step": record.step, "epoch": record.epoch, "lr": record.lr}
     for name in per_line[0]:
-        if name not in out:
+        if name in out:
+            continue
+        first = per_line[0][name]
+        if isinstance(first, SampleSlice):  # a shard: every direction holds the same samples
+            out[name] = SampleSlice(first.offset, np.stack([np.asarray(v[name].values) for v in per_line]))
+        else:
             out[name] = np.stack([np.asarray(values[name]) for values in per_line])
     return out
 

@@ -46,7 +46,8 @@ class StoreSink:
                attrs: Mapping[str, Any], sample_dtype: SampleDtype = "float16", n_directions: int = 0,
                line_chunk: int = 64, sample_block: int = 4096, capacity: int | None = None,
                overwrite: bool = False, max_queued_lines: int = 16,
-               storage_options: Mapping[str, Any] | None = None) -> "StoreSink":
+               storage_options: Mapping[str, Any] | None = None,
+               directions_capacity: int | None = None) -> "StoreSink":
         """A sink that creates a new store at ``path`` when opened.
 
         Args:
@@ -54,7 +55,8 @@ class StoreSink:
             sample_ids: ``{"train": [N], "val": [N_val]}`` stable dataset ids of the measured sets.
             attrs: JSON-serialisable root attributes (config, semantics, versions, ...).
             sample_dtype, line_chunk, sample_block, n_directions: see ``StoreLayout``.
-            capacity: lines to preallocate; overwrite, max_queued_lines: see ``StoreWriter.create``.
+            capacity, directions_capacity: lines to preallocate (root, ``directions/``);
+                overwrite, max_queued_lines: see ``StoreWriter.create``.
 
         Raises:
             FileExistsError: ``path`` exists and ``overwrite`` is false (checked here, before any
@@ -65,7 +67,8 @@ class StoreSink:
             raise FileExistsError(f"store {where} already exists; resume it or choose another path")
         return cls(where, create=dict(sample_ids=sample_ids, attrs=attrs, sample_dtype=sample_dtype,
                                       n_directions=n_directions, line_chunk=line_chunk, sample_block=sample_block,
-                                      capacity=capacity, overwrite=overwrite),
+                                      capacity=capacity, overwrite=overwrite,
+                                      directions_capacity=directions_capacity),
                    resume=None, max_queued_lines=max_queued_lines)
 
     @classmethod

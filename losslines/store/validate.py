@@ -13,7 +13,7 @@ from typing import Any, Mapping
 import numpy as np
 import zarr
 
-from losslines.store.schema import COMMITTED_ATTR, FORMAT_ATTR, STATUS_ATTR, ArraySpec, StoreLayout
+from losslines.store.schema import COMMITTED_ATTR, FORMAT_ATTR, STATUS_ATTR, ArraySpec, SampleSlice, StoreLayout
 
 RESERVED_ATTRS = (FORMAT_ATTR, STATUS_ATTR, COMMITTED_ATTR, "created", "finished", "status_reason")
 
@@ -47,6 +47,15 @@ def validate_record(record: Mapping[str, Any], specs: Mapping[str, ArraySpec], s
     for name, value in record.items():
         spec = specs[name]
         expected = tuple(sizes[d] for d in spec.dims[1:])
+        if isinstance(value, SampleSlice):  # a shard of the samples: [offset, offset + n) of the last dimension
+            arr = np.asarray(value.values)
+            full = expected[-1]
+            if arr.shape[:-1] != expected[:-1] or not 0 <= value.offset <= value.offset + arr.shape[-1] <= full:
+                raise ValueError(f"{what}: samples [{value.offset}, {value.offset + arr.shape[-1]}) of array {name!r} "
+                                 f"with shape {arr.shape} do not fit {expected}")
+            with np.errstate(over="ignore"):
+                out[name] = SampleSlice(int(value.offset), np.array(arr, dtype=spec.dtype, copy=True))
+            continue
         arr = np.asarray(value)
         if arr.shape != expected:
             raise ValueError(

@@ -38,6 +38,7 @@ from losslines.store.schema import (
     DIRECTIONS_GROUP,
     GROWING_DIMS,
     STEPS_GROUP,
+    SampleSlice,
     FORMAT_ATTR,
     FORMAT_VERSION,
     STATUS_ATTR,
@@ -139,7 +140,8 @@ class StoreWriter:
     def create(cls, path: str | os.PathLike[str] | Location, layout: StoreLayout, *, positions: np.ndarray,
                sample_ids: Mapping[str, np.ndarray], attrs: Mapping[str, Any], capacity: int | None = None,
                overwrite: bool = False, max_queued_lines: int = 16,
-               storage_options: Mapping[str, Any] | None = None) -> StoreWriter:
+               storage_options: Mapping[str, Any] | None = None,
+               directions_capacity: int | None = None) -> StoreWriter:
         """Create a new store and return a writer positioned at line 0.
 
         Args:
@@ -152,6 +154,7 @@ class StoreWriter:
             overwrite: replace an existing store at ``path``.
             max_queued_lines: lines that may wait for the writer thread before ``append`` blocks.
             storage_options: fsspec options of a URL (credentials, endpoints).
+            directions_capacity: lines of ``directions/`` to preallocate (default: one line-chunk).
 
         Raises:
             FileExistsError: ``path`` exists and ``overwrite`` is false.
@@ -179,7 +182,8 @@ class StoreWriter:
         _create_arrays(root, line_specs(layout), layout, n_lines)
         if layout.n_directions > 0:
             sub = root.create_group(DIRECTIONS_GROUP, attributes={COMMITTED_ATTR: 0})
-            _create_arrays(sub, line_specs(layout, directions=True), layout, layout.line_chunk)
+            _create_arrays(sub, line_specs(layout, directions=True), layout,
+                           max(layout.line_chunk, directions_capacity or 0))
         if layout.per_step:
             sub = root.create_group(STEPS_GROUP, attributes={COMMITTED_ATTR: 0})
             _create_arrays(sub, step_specs(layout), layout, layout.step_chunk)
@@ -421,7 +425,10 @@ class StoreWriter:
         self._ensure_capacity(st, index + 1)
         for name in st.sample_names:
             value = record.get(name)
-            st.arrays[name][index] = value if value is not None else self._fill(st.specs[name])
+            if isinstance(value, SampleSlice):  # this process's shard of the samples
+                st.arrays[name][index, ..., value.offset:value.offset + value.values.shape[-1]] = value.values
+            else:
+                st.arrays[name][index] = value if value is not None else self._fill(st.specs[name])
         st.buffer.append({n: record[n] for n in st.small_names if n in record})
         if (index + 1) % st.line_chunk == 0:
             self._write_buffer(st)
