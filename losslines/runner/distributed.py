@@ -163,11 +163,11 @@ class RankSink:
 
     Args:
         ranks: this process.
-        main: process 0's ``StoreSink`` (create or resume); ignored in the other processes.
+        main: process 0's ``StoreSink`` (create or resume); ``None`` in the other processes.
         where: the store's location (the other processes open it once process 0 has).
     """
 
-    def __init__(self, ranks: Ranks, main: StoreSink, where: Location):
+    def __init__(self, ranks: Ranks, main: StoreSink | None, where: Location):
         self.ranks, self._main, self._where = ranks, main, where
         self._shard: ShardWriter | None = None
 

@@ -70,26 +70,20 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: bool = True, stop_at_
 
 def _run(cfg: RunConfig, ranks, *, resume: bool, progress: bool, stop_at_step: int | None,
          on_step: Callable[[int], None] | None, t0: float) -> RunResult:
-    store_path, s = cfg.store_location, cfg.store
+    store_path = cfg.store_location
     ckpt_dir = checkpoint_dir(store_path)
     if ranks.any(ranks.is_main and not resume and store_path.exists()):
         raise FileExistsError(f"store {store_path} already exists; pass --resume to continue it or --out for a new path")
     parts = build_parts(cfg, ranks)
     start = 0
+    state = None
     if resume:
         state = load_checkpoint(ckpt_dir)
         check_resumable(state, config_to_dict(cfg), ckpt_dir)
         restore(parts, state)
         start = state.step
-        sink = StoreSink.resume(store_path, at_line=state.committed_lines, max_queued_lines=s.max_queued_lines,
-                                at_direction_line=state.committed_direction_lines if cfg.measure.n_directions else None,
-                                at_step=state.committed_steps if cfg.measure.per_step else None)
-    else:
-        sink = StoreSink.create(store_path, sample_ids=parts.sample_ids, attrs=store_attrs(parts),
-                                sample_dtype=cfg.measure.sample_dtype, n_directions=cfg.measure.n_directions,
-                                line_chunk=s.line_chunk, sample_block=s.sample_block, capacity=parts.planned_lines,
-                                max_queued_lines=s.max_queued_lines,
-                                directions_capacity=len(cfg.measure.directions_at))
+    # only process 0 creates or reopens the store: the others would find it created already
+    sink = _store_sink(cfg, parts, state) if ranks.is_main else None
     if ranks.sharded:
         sink = RankSink(ranks, sink, store_path)
     sampler = build_sampler(parts, sink)  # validates the measurement, then creates / reopens the store
@@ -99,3 +93,16 @@ def _run(cfg: RunConfig, ranks, *, resume: bool, progress: bool, stop_at_step: i
     status, steps = loop.run(start, stop_at_step)
     return RunResult(store_path=cfg.store_path, status=status, steps=steps, lines=sink.writer.committed_lines,
                      wall_s=time.perf_counter() - t0)
+
+
+def _store_sink(cfg: RunConfig, parts, state) -> StoreSink:
+    """The sink of process 0: a new store, or the stopped one reopened at the checkpoint ``state``."""
+    s = cfg.store
+    if state is not None:
+        return StoreSink.resume(cfg.store_location, at_line=state.committed_lines, max_queued_lines=s.max_queued_lines,
+                                at_direction_line=state.committed_direction_lines if cfg.measure.n_directions else None,
+                                at_step=state.committed_steps if cfg.measure.per_step else None)
+    return StoreSink.create(cfg.store_location, sample_ids=parts.sample_ids, attrs=store_attrs(parts),
+                            sample_dtype=cfg.measure.sample_dtype, n_directions=cfg.measure.n_directions,
+                            line_chunk=s.line_chunk, sample_block=s.sample_block, capacity=parts.planned_lines,
+                            max_queued_lines=s.max_queued_lines, directions_capacity=len(cfg.measure.directions_at))

@@ -35,11 +35,14 @@ def write_config(tmp_path, tiny_config, toml_dumps, *overrides) -> Path:
     return path
 
 
-def losslines(args, *, processes: int, env=None, wait=True):
-    cmd = [sys.executable, "-m", "losslines", *args]
+def losslines(args, *, processes: int, env=None, wait=True, script: Path | None = None):
+    """``python -m losslines ARGS`` in one process, or under torchrun in ``processes``; ``script``
+    replaces ``-m losslines`` (a wrapper that changes one process before it runs the CLI)."""
+    entry = [str(script)] if script else ["-m", "losslines"]
+    cmd = [sys.executable, *entry, *args]
     if processes > 1:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-               "-m", "losslines", *args]
+               *entry, *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "LOSSLINES_DIST_TIMEOUT": "60", **(env or {})}
     if not wait:
         return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -77,6 +80,34 @@ def test_two_processes_write_the_store_of_one(tmp_path, tiny_config, toml_dumps)
     assert b.status == "complete"
     for x, y in ((a, b), (a.directions, b.directions), (a.steps, b.steps)):
         assert_same_store(x, y)
+
+
+SLOW_RANK_1 = """
+import os, sys, time
+import losslines.runner.driver as driver
+from losslines.cli import main
+
+if os.environ["RANK"] == "1":  # process 1 reaches the store only after process 0 has created it
+    build_parts = driver.build_parts
+    def slow_build_parts(*args, **kwargs):
+        parts = build_parts(*args, **kwargs)
+        time.sleep(3)
+        return parts
+    driver.build_parts = slow_build_parts
+sys.exit(main())
+"""
+
+
+@pytest.mark.slow
+def test_a_slow_process_does_not_find_the_new_store_taken(tmp_path, tiny_config, toml_dumps):
+    # regression: every process built a "create" sink, which refuses an existing path, so a
+    # process that got there after process 0 had created the store failed the run (seen in CI)
+    cfg = write_config(tmp_path, tiny_config, toml_dumps, "train.steps=6")
+    script = tmp_path / "slow_rank_1.py"
+    script.write_text(SLOW_RANK_1)
+    two = losslines(["run", str(cfg), "--out", str(tmp_path / "two.zarr"), "-q"], processes=2, script=script)
+    assert two.returncode == 0, two.stderr
+    assert open_store(tmp_path / "two.zarr").status == "complete"
 
 
 def _pid_of_rank(token: str, rank: int, timeout: float = 60.0) -> int:
