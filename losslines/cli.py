@@ -1,6 +1,8 @@
 """The ``losslines`` command: a thin layer over the library.
 
 ``losslines run CONFIG``           train, measure lines on the schedule, stream them to a store
+``losslines measure RECORDING``    measure the lines a run recorded (measure.mode = "record"),
+                                   line-parallel under torchrun
 ``losslines info STORE``           a human summary of a store
 ``losslines verify STORE``         check a store against format v1 and the invariants (exit 1 if not)
 ``losslines analyze STORE``        the paper's metrics and figures: report.md, metrics.json, PNG/PDF
@@ -41,6 +43,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
             f"{result.status}: {result.lines} lines over {result.steps} steps in {result.wall_s:.1f} s "
             f"-> {result.store_path}"
         )
+    return 0 if result.status == "complete" else EXIT_INTERRUPTED
+
+
+def _cmd_measure(args: argparse.Namespace) -> int:
+    from losslines.runner.measure import measure_recording
+
+    result = measure_recording(args.recording, args.out, resume=args.resume, progress=not args.quiet,
+                               device=args.device)
+    if os.environ.get("RANK", "0") == "0":
+        print(f"{result.status}: {result.lines} lines in {result.wall_s:.1f} s -> {result.store_path}")
     return 0 if result.status == "complete" else EXIT_INTERRUPTED
 
 
@@ -105,6 +117,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=["cpu", "cuda", "auto"], help="overrides the config's device")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("measure", help="measure the lines of a recording (run with measure.mode = 'record') "
+                                       "into a store; under torchrun, processes take whole lines")
+    p.add_argument("recording", help="the recording: local path or fsspec URL")
+    p.add_argument("--out", required=True, help="the store to write (local path or fsspec URL)")
+    p.add_argument("--resume", action="store_true", help="continue a stopped measurement after its committed lines")
+    p.add_argument("--device", choices=["cpu", "cuda", "auto"], help="overrides the recorded config's device")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_measure)
 
     p = sub.add_parser("info", help="summarise a store")
     p.add_argument("store", help="a store: local path or fsspec URL (s3://..., memory://...)")

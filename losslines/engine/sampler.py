@@ -230,17 +230,24 @@ class LineSampler:
 
     def measure_direction(self, step: int, direction: Direction, *, theta: dict, buffers: dict,
                           batch: tuple[Tensor, Tensor] | None = None, batch_ids=None, epoch: int = 0,
-                          trained_bn: str = "batch") -> LineRecord:
+                          trained_bn: str = "batch", source: DirectionSource | None = None) -> LineRecord:
         """Measure one line from an explicit θ_t along an explicit direction; return its record.
 
-        The building block of ``measure`` and of the all-directions mode: the same grid,
-        splits, BatchNorm semantics, slopes and enlargement rings, nothing is emitted to the
-        sink. ``trained_bn`` is the BatchNorm mode of the direction batch (``"batch"``:
-        train-mode statistics over the batch as one group).
+        The building block of ``measure``, of the all-directions mode and of measuring a
+        recording: the same grid, splits, BatchNorm semantics, slopes and enlargement rings,
+        nothing is emitted to the sink. ``trained_bn`` is the BatchNorm mode of the direction
+        batch (``"batch"``: train-mode statistics over the batch as one group). ``source``, the
+        direction's source, turns on the plain-SGD slope check of ``measure`` where it applies.
+
+        Raises:
+            ValueError: no batch where it is measured. RuntimeError: the plain-SGD check failed.
         """
         if self.measure_batch and batch is None:
             raise ValueError(f"step {step}: measure_batch=True needs the direction batch (batch=)")
-        return self._measure_line(step, epoch, direction, theta, buffers, batch, batch_ids, trained_bn)
+        record = self._measure_line(step, epoch, direction, theta, buffers, batch, batch_ids, trained_bn)
+        if source is not None and self.measure_batch:
+            self._check_sgd(source, step, record["batch"].slope0, record.direction_norm)
+        return record
 
     # -- internals ------------------------------------------------------------------------------
 

@@ -152,6 +152,10 @@ class MeasureConfig:
         per_step: also measure *every* training step cheaply — the loss and exact slope at
             s = 0 and the loss at the step taken, for every split — into the store's ``steps/``
             group (on scheduled steps taken from the dense line).
+        mode: ``inline`` (the run measures its lines as it trains) or ``record`` (the run only
+            records what each scheduled line needs — θ_t, the update, the buffers, the batch —
+            into a recording at ``store.path``; ``losslines measure RECORDING --out STORE``
+            measures the lines later, line-parallel over processes; ``runner.recording``).
     """
 
     direction: Literal["sgd", "step"] = "sgd"
@@ -175,6 +179,7 @@ class MeasureConfig:
     directions_at: list[int] = field(default_factory=list)
     n_directions: int = 0
     per_step: bool = False
+    mode: Literal["inline", "record"] = "inline"
 
 
 @dataclass(frozen=True)
@@ -432,6 +437,10 @@ def _check_consistency(cfg: RunConfig) -> None:
     if m.directions_at and max(m.directions_at) >= t.steps:
         raise ConfigError(f"config key 'measure.directions_at': step {max(m.directions_at)} is past the run "
                           f"(train.steps = {t.steps})")
+    if m.mode == "record" and (m.per_step or m.directions_at):
+        key = "per_step" if m.per_step else "directions_at"
+        raise ConfigError(f"config key 'measure.{key}': measure.mode = 'record' records the scheduled lines only; "
+                          "per-step values and the all-directions mode need measure.mode = 'inline'")
     if m.half_width < m.spacing:
         raise ConfigError(f"config key 'measure.half_width': {m.half_width} is below measure.spacing = {m.spacing}")
     if (m.half_width / m.spacing) * (m.max_enlargements + 1) > 100_000:

@@ -84,6 +84,22 @@ class Ranks:
         t = torch.tensor([1.0 if flag else 0.0], dtype=torch.float64, device=self.device)
         return bool(self.all_sum(t).item() > 0)
 
+    def gather(self, obj: Any) -> list[Any] | None:
+        """Process 0: ``obj`` of every process, in rank order; the others: None. (Every process
+        calls it; ``obj`` is pickled, so keep it to numpy arrays and plain values.)"""
+        if self.world == 1:
+            return [obj]
+        import torch.distributed as dist
+
+        out = [None] * self.world if self.is_main else None
+        dist.gather_object(obj, out, dst=0)
+        return out
+
+    def broadcast_int(self, value: int) -> int:
+        """Process 0's ``value`` in every process."""
+        t = torch.tensor([float(value) if self.is_main else 0.0], dtype=torch.float64, device=self.device)
+        return int(self.all_sum(t).item())
+
     def barrier(self) -> None:
         if self.world > 1:
             import torch.distributed as dist

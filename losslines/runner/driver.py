@@ -1,5 +1,8 @@
 """``run(cfg)``: the whole of ``losslines run`` — build the parts, open the store, train, close.
 
+With ``measure.mode = "record"`` the run writes a recording instead of a store
+(``runner.recording``): the same training, the scheduled lines recorded for ``losslines measure``.
+
 ``run(cfg, resume=True)`` continues a stopped run from its last checkpoint so that the store ends
 up exactly as if the run had never stopped. Under ``torchrun`` the processes share the run
 (``runner.distributed``); a resume may use another number of processes.
@@ -19,6 +22,7 @@ from losslines.runner.distributed import RankSink, init_ranks, release_ranks
 from losslines.runner.loop import TrainingLoop, restore
 from losslines.runner.parts import build_parts, build_sampler
 from losslines.runner.progress import Progress
+from losslines.runner.recording import Recorder, RecordingWriter
 from losslines.store import StoreSink
 
 __all__ = ["RunResult", "run"]
@@ -73,7 +77,8 @@ def _run(cfg: RunConfig, ranks, *, resume: bool, progress: bool, stop_at_step: i
     store_path = cfg.store_location
     ckpt_dir = checkpoint_dir(store_path)
     if ranks.any(ranks.is_main and not resume and store_path.exists()):
-        raise FileExistsError(f"store {store_path} already exists; pass --resume to continue it or --out for a new path")
+        what = "recording" if cfg.measure.mode == "record" else "store"
+        raise FileExistsError(f"{what} {store_path} already exists; pass --resume to continue it or --out for a new path")
     parts = build_parts(cfg, ranks)
     start = 0
     state = None
@@ -82,11 +87,21 @@ def _run(cfg: RunConfig, ranks, *, resume: bool, progress: bool, stop_at_step: i
         check_resumable(state, config_to_dict(cfg), ckpt_dir)
         restore(parts, state)
         start = state.step
-    # only process 0 creates or reopens the store: the others would find it created already
-    sink = _store_sink(cfg, parts, state) if ranks.is_main else None
-    if ranks.sharded:
-        sink = RankSink(ranks, sink, store_path)
-    sampler = build_sampler(parts, sink)  # validates the measurement, then creates / reopens the store
+    if cfg.measure.mode == "record":  # record what each line needs; `losslines measure` measures it
+        if ranks.sharded:
+            raise ValueError("measure.mode = 'record' runs in one process (recording is cheap); measure the "
+                             "recording with several: torchrun ... -m losslines measure RECORDING --out STORE")
+        build_sampler(parts, None)  # validates the measurement settings before anything is written
+        sink = (RecordingWriter.resume(store_path, at_line=state.committed_lines) if state is not None else
+                RecordingWriter.create(store_path, model=parts.model, batch_size=cfg.train.batch_size,
+                                       attrs=store_attrs(parts), capacity=parts.planned_lines))
+        sampler = Recorder(parts.model, parts.schedule, sink)
+    else:
+        # only process 0 creates or reopens the store: the others would find it created already
+        sink = _store_sink(cfg, parts, state) if ranks.is_main else None
+        if ranks.sharded:
+            sink = RankSink(ranks, sink, store_path)
+        sampler = build_sampler(parts, sink)  # validates the measurement, then creates / reopens the store
     loop = TrainingLoop(parts, sampler, sink, checkpoint_dir=ckpt_dir, on_step=on_step,
                         progress=Progress(progress and ranks.is_main, total=cfg.train.steps, initial=start,
                                           desc=cfg.name, quiet=not ranks.is_main))

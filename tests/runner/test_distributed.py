@@ -161,3 +161,20 @@ def test_a_killed_process_fails_the_run_cleanly_and_one_process_resumes_it(tmp_p
     resumed = losslines(["run", str(cfg), "--out", str(out), "-q", "--resume"], processes=1)
     assert resumed.returncode == 0, resumed.stderr
     assert_same_store(open_store(tmp_path / "whole.zarr"), open_store(out))
+
+
+@pytest.mark.slow
+def test_two_processes_measure_a_recording_line_parallel_as_the_inline_run(tmp_path, tiny_config, toml_dumps):
+    cfg = write_config(tmp_path, tiny_config, toml_dumps, "train.steps=14")  # 7 lines: one process gets one more
+    inline = losslines(["run", str(cfg), "--out", str(tmp_path / "inline.zarr"), "-q"], processes=1)
+    assert inline.returncode == 0, inline.stderr
+    rec = losslines(["run", str(cfg), "--out", str(tmp_path / "rec.zarr"), "-q", "--set", "measure.mode='record'"],
+                    processes=1)
+    assert rec.returncode == 0, rec.stderr
+    two = losslines(["measure", str(tmp_path / "rec.zarr"), "--out", str(tmp_path / "two.zarr"), "-q"], processes=2)
+    assert two.returncode == 0, two.stderr
+    assert two.stdout.count("complete: 7 lines") == 1  # process 0 reports
+    a, b = open_store(tmp_path / "inline.zarr"), open_store(tmp_path / "two.zarr")
+    assert b.status == "complete" and b.committed_lines == 7
+    for name in a.names:
+        np.testing.assert_array_equal(b[name][...], a[name][...], err_msg=name)
