@@ -37,6 +37,8 @@ setup(
     extras_require={
         # dask + xarray back `LineStore.to_xarray()`; the tests exercise it.
         "xarray": ["xarray>=2024.1", "dask>=2024.1"],
+        # `losslines analyze --scheduler threads|processes|ADDRESS` (ADDRESS: a dask cluster)
+        "dask": ["dask>=2024.1", "distributed>=2024.1"],
         # HuggingFace causal LMs built from a config (`model.name = "hf:gpt2"`)
         "hf": ["transformers>=4.40"],
         "test": [
@@ -45,6 +47,7 @@ setup(
             "hypothesis>=6.100",
             "xarray>=2024.1",
             "dask>=2024.1",
+            "distributed>=2024.1",
             "transformers>=4.40",
         ],
     },

@@ -50,7 +50,7 @@ def _cmd_measure(args: argparse.Namespace) -> int:
     from losslines.runner.measure import measure_recording
 
     result = measure_recording(args.recording, args.out, resume=args.resume, progress=not args.quiet,
-                               device=args.device)
+                               device=args.device, threads=args.threads)
     if os.environ.get("RANK", "0") == "0":
         print(f"{result.status}: {result.lines} lines in {result.wall_s:.1f} s -> {result.store_path}")
     return 0 if result.status == "complete" else EXIT_INTERRUPTED
@@ -124,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="the store to write (local path or fsspec URL)")
     p.add_argument("--resume", action="store_true", help="continue a stopped measurement after its committed lines")
     p.add_argument("--device", choices=["cpu", "cuda", "auto"], help="overrides the recorded config's device")
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads per process (default: torch's, i.e. OMP_NUM_THREADS; torchrun sets 1)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_measure)
 

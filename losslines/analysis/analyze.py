@@ -64,6 +64,7 @@ def analyze_store(
     window: float | None = None,
     options: AnalysisOptions | None = None,
     figures: bool = True,
+    scheduler=None,
 ) -> AnalysisReport:
     """Analyse a losslines store and write the report folder.
 
@@ -74,6 +75,9 @@ def analyze_store(
         window: fit / distance window half-width (overrides ``options.window``).
         options: every other knob (:class:`AnalysisOptions`).
         figures: draw the figures (PNG + PDF by default).
+        scheduler: where the heavy work runs: None (here), ``"threads"``, ``"processes"``, a
+            dask scheduler address or a ``distributed.Client`` (``analysis.parallel``); the
+            results do not depend on it.
 
     Raises:
         FileNotFoundError: no store at ``path``.
@@ -89,7 +93,7 @@ def analyze_store(
     out = Path(out_dir) if out_dir is not None else default_report_dir(path)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    result = compute(source, selection, options, out_dir=out)
+    result = compute(source, selection, options, out_dir=out, scheduler=scheduler)
     t1 = time.perf_counter()
     drawn = _draw(result, out) if figures else {}
     result.timing.update(compute_s=round(t1 - t0, 3), figures_s=round(time.perf_counter() - t1, 3))
@@ -142,6 +146,10 @@ def add_analyze_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
     parser.add_argument("--smoothing", type=int, default=d.smoothing, help="moving-average width (lines)")
     parser.add_argument("--save-distance-matrix", action="store_true",
                         help="also write the full distance matrix to OUT/distances.zarr")
+    parser.add_argument("--scheduler", default=None, metavar="threads|processes|ADDRESS",
+                        help="run the blocks of lines and the distance tiles on dask: its threads or processes "
+                             "scheduler, or a cluster at ADDRESS (tcp://host:8786); same results (default: this "
+                             "process)")
     parser.add_argument("--no-figures", action="store_true", help="write report.md and metrics.json only")
     parser.add_argument("--formats", default="png,pdf", help="figure formats (png, pdf, svg)")
     add_metric_arguments(parser, registered_metrics())
@@ -157,7 +165,8 @@ def run_analyze(args: argparse.Namespace) -> AnalysisReport:
         formats=tuple(f.strip() for f in args.formats.split(",") if f.strip()),
         metric_options=metric_options_from_args(args, registered_metrics()),
     )
-    report = analyze_store(args.store, args.out, lines=args.lines, options=options, figures=not args.no_figures)
+    report = analyze_store(args.store, args.out, lines=args.lines, options=options, figures=not args.no_figures,
+                           scheduler=args.scheduler)
     print(f"wrote {report.report} ({report.summary['analysed_lines']} lines; "
           f"{len(report.summary['skipped'])} item(s) skipped, see report.md)")
     return report

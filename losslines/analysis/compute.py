@@ -1,6 +1,8 @@
 """Orchestration: read a store block by block, once, and drive every registered metric on it.
 
-Memory stays bounded: the small per-line arrays are read in blocks of ``lines_per_block`` lines
+The blocks of a stage are independent: they run on the current executor
+(:mod:`losslines.analysis.parallel`: here in order, or as dask tasks), and their results are
+combined in block order, so every executor gives the same numbers. Memory stays bounded: the small per-line arrays are read in blocks of ``lines_per_block`` lines
 (each ``[L, K]`` row costs K floats), the per-sample arrays in blocks sized by
 ``options.sample_block_bytes``, and each metric keeps only what its ``block`` returns (O(L)
 values per line for most; the ``[L', W]`` windows compared for distances; the ``[L, S, D]``
@@ -12,8 +14,8 @@ metrics (:class:`~losslines.analysis.metric.Metric`, stages in
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -22,7 +24,8 @@ from losslines.analysis.metric import Block, Metric, MetricResult, Plan, Setup, 
 from losslines.analysis.metric_options import check_metric_options
 from losslines.analysis.registry import computation_order, registered_metrics
 from losslines.analysis.results import AnalysisOptions, AnalysisResult
-from losslines.analysis.source import LineRange, LineSource
+from losslines.analysis.parallel import current_executor, make_executor, using
+from losslines.analysis.source import BlockSpan, LineRange, LineSource, block_spans
 
 LINES_PER_BLOCK = 2048
 STORE_SCALARS = ("lr", "direction_norm", "update_step")  # copied into per_line as float64
@@ -36,6 +39,7 @@ def compute(
     out_dir: Path | None = None,
     metrics: tuple[Metric, ...] | None = None,
     lines_per_block: int = LINES_PER_BLOCK,
+    scheduler=None,
 ) -> AnalysisResult:
     """Run every metric that the store's arrays allow; record what was skipped and why.
 
@@ -44,6 +48,9 @@ def compute(
         out_dir: the report folder (a metric may write large outputs there); None: nowhere.
         metrics: the metrics to run, in presentation order (default: the registered ones).
         lines_per_block: rows of the per-line arrays read at once.
+        scheduler: where the blocks and the distance tiles run (``analysis.parallel``): None
+            (here, in order), ``"threads"`` / ``"processes"`` (dask), a dask scheduler address
+            or a ``distributed.Client``. The results are the same, bit for bit.
 
     Raises:
         ValueError: no ``loss_train``, bad options, or a metric's own check.
@@ -63,10 +70,11 @@ def compute(
     order = computation_order(metrics)
     plans = {m.name: m.plan(setup) for m in order}
     results: dict[str, MetricResult] = {}
-    for stage in Stage:
-        staged = [m for m in order if m.stage is stage]
-        rows = lines_per_block if stage is Stage.LINES else None
-        results.update(_run_stage(staged, plans, setup, rows))
+    with using(make_executor(scheduler)):
+        for stage in Stage:
+            staged = [m for m in order if m.stage is stage]
+            rows = lines_per_block if stage is Stage.LINES else None
+            results.update(_run_stage(staged, plans, setup, rows))
     _collect(res, metrics, plans, results)
     marks = {k: v for m in metrics for k, v in res.outputs[m.name].marks.items()}
     res.views = line_views(source, lines, options, res.per_line.get("step"), marks)
@@ -97,30 +105,29 @@ def _run_stage(metrics: list[Metric], plans: dict[str, Plan], setup: Setup,
     if rows_per_block is None:  # per-sample arrays: as many lines as the memory budget holds
         per_line = sum(source.bytes_per_line(n) for n in names)
         rows_per_block = max(1, setup.options.sample_block_bytes // max(per_line, 1))
-    collected: dict[str, dict[str, list[np.ndarray]]] = {m.name: {} for m in active}
-    for offset, arrays in _blocks(source, lines, names, rows_per_block):
-        n = next(iter(arrays.values())).shape[0] if arrays else 0
-        indices = lines.indices[offset:offset + n]
-        done: dict[str, dict[str, np.ndarray]] = {}
-        for m in active:
-            plan = plans[m.name]
-            block = Block(offset, indices, {k: arrays[k] for k in plan.reads if k in arrays},
-                          {need: done[need] for need in m.needs})
-            done[m.name] = dict(m.block(plan, block))
-            for key, part in done[m.name].items():
-                collected[m.name].setdefault(key, []).append(part)
+    task = partial(_block_task, source=source, lines=lines, names=names, active=tuple(active), plans=plans)
+    per_block = current_executor().map(task, block_spans(lines, rows_per_block))  # in order, on any executor
     for m in active:
-        parts = {k: np.concatenate(v) for k, v in collected[m.name].items()}
+        keys = dict.fromkeys(k for done in per_block for k in done[m.name])
+        parts = {k: np.concatenate([done[m.name][k] for done in per_block if k in done[m.name]]) for k in keys}
         results[m.name] = m.finish(plans[m.name], parts)
     return results
 
 
-def _blocks(source: LineSource, lines: LineRange, names: list[str],
-            rows_per_block: int) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
-    """Yield ``(offset, {name: rows})``: the same rows of every array in ``names``, block by block."""
-    iterators = [source.blocks(n, lines, rows_per_block=rows_per_block) for n in names]
-    for parts in zip(*iterators, strict=True):  # every array yields the same blocks
-        yield parts[0][0], {n: rows for n, (_, rows) in zip(names, parts, strict=True)}
+def _block_task(span: BlockSpan, *, source: LineSource, lines: LineRange, names: list[str],
+                active: tuple[Metric, ...], plans: dict[str, Plan]) -> dict[str, dict[str, np.ndarray]]:
+    """Every active metric's ``block`` on one block of lines, its arrays read once (here, or in
+    a dask worker)."""
+    arrays = {n: source.read_span(n, lines, span) for n in names}
+    n = next(iter(arrays.values())).shape[0] if arrays else len(range(span.start, span.stop, lines.step))
+    indices = lines.indices[span.offset:span.offset + n]
+    done: dict[str, dict[str, np.ndarray]] = {}
+    for m in active:
+        plan = plans[m.name]
+        block = Block(span.offset, indices, {k: arrays[k] for k in plan.reads if k in arrays},
+                      {need: done[need] for need in m.needs})
+        done[m.name] = dict(m.block(plan, block))
+    return done
 
 
 def _collect(res: AnalysisResult, metrics: tuple[Metric, ...], plans: dict[str, Plan],

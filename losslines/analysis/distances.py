@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
 import numpy as np
@@ -104,6 +105,7 @@ def blockwise_distances(
     block: int = DEFAULT_BLOCK,
     view_size: int = DEFAULT_VIEW,
     sink: Sink | None = None,
+    map_tiles: Callable[[Callable, list], list] | None = None,
 ) -> DistanceSummary:
     """All pairwise distances of min-shifted lines, tile by tile (Fig. 3).
 
@@ -115,6 +117,10 @@ def blockwise_distances(
         view_size: at most this many lines in the plotting view (a stride of ``ceil(N / V)``).
         sink: called as ``sink(row0, col0, tile)`` for every tile of the full matrix (both
             triangles), e.g. to write it to a zarr array.
+        map_tiles: ``map(fn, tiles) -> [fn(tile) ...]`` in order, e.g. an
+            ``analysis.parallel.Executor``'s ``map``: the tiles' summaries are computed there
+            (in parallel) and combined here in tile order, so the result is the same bit for bit.
+            Ignored with a ``sink`` (the tiles are then computed here, one after another).
     """
     if block < 1 or view_size < 1:
         raise ValueError("block and view_size must be >= 1")
@@ -129,24 +135,17 @@ def blockwise_distances(
     n_first = min(FIRST_LINES, n)
     row_sum = np.zeros(n)
     first_sum = rest_sum = 0.0
-    for r0 in range(0, n, block):
-        r1 = min(n, r0 + block)
-        for c0 in range(r0, n, block):
-            c1 = min(n, c0 + block)
-            tile = cdist(a[r0:r1], a[c0:c1], metric="cityblock") / width
-            if c0 == r0:
-                np.fill_diagonal(tile, 0.0)
-            _accumulate(tile, r0, c0, row_sum, view, view_lines)
-            first_sum += _region_sum(tile, r0, c0, 0, n_first)
-            rest_sum += _region_sum(tile, r0, c0, n_first, n)
-            if sink is not None:
-                sink(r0, c0, tile)
-            if c0 != r0:
-                _accumulate(tile.T, c0, r0, row_sum, view, view_lines)
-                first_sum += _region_sum(tile.T, c0, r0, 0, n_first)
-                rest_sum += _region_sum(tile.T, c0, r0, n_first, n)
-                if sink is not None:
-                    sink(c0, r0, tile.T)
+    tiles = [(r0, c0) for r0 in range(0, n, block) for c0 in range(r0, n, block)]
+    if sink is None and map_tiles is not None:  # summaries of every tile, computed anywhere, combined in order
+        summaries = map_tiles(partial(_tile_summary, a, block=block, n_first=n_first, view_lines=view_lines), tiles)
+    else:
+        summaries = (_tile_summary(a, rc, block=block, n_first=n_first, view_lines=view_lines, sink=sink) for rc in tiles)
+    for parts in summaries:  # the upper tile, then its mirror, as (row0, row sums, first, rest, view entries)
+        for r0, rows, first, rest, (vr, vc, values) in parts:
+            row_sum[r0:r0 + rows.size] += rows
+            first_sum += first
+            rest_sum += rest
+            view[np.ix_(vr, vc)] = values
     consecutive = np.mean(np.abs(np.diff(a, axis=0)), axis=1)
     n_rest = n - n_first
     return DistanceSummary(
@@ -177,14 +176,31 @@ def _pairs(m: int) -> int:
     return m * (m - 1)
 
 
-def _accumulate(tile: np.ndarray, r0: int, c0: int, row_sum: np.ndarray, view: np.ndarray, lines: np.ndarray) -> None:
-    row_sum[r0 : r0 + tile.shape[0]] += tile.sum(axis=1)
+def _tile_summary(a: np.ndarray, rc: tuple[int, int], *, block: int, n_first: int, view_lines: np.ndarray,
+                  sink: Sink | None = None) -> list[tuple]:
+    """The tile at ``rc`` of the upper triangle and its mirror, summarised: per orientation
+    ``(row0, row sums, sum over the first lines, sum over the rest, view entries)``."""
+    r0, c0 = rc
+    n, width = a.shape
+    r1, c1 = min(n, r0 + block), min(n, c0 + block)
+    tile = cdist(a[r0:r1], a[c0:c1], metric="cityblock") / width
+    if c0 == r0:
+        np.fill_diagonal(tile, 0.0)
+    out = []
+    for t, t0, u0 in ((tile, r0, c0),) if c0 == r0 else ((tile, r0, c0), (tile.T, c0, r0)):
+        out.append((t0, t.sum(axis=1), _region_sum(t, t0, u0, 0, n_first), _region_sum(t, t0, u0, n_first, n),
+                     _view_entries(t, t0, u0, view_lines)))
+        if sink is not None:
+            sink(t0, u0, t)
+    return out
+
+
+def _view_entries(tile: np.ndarray, r0: int, c0: int, lines: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The tile's entries that the plotting view keeps: ``(view rows, view columns, values)``."""
     rows = lines[(lines >= r0) & (lines < r0 + tile.shape[0])]
     colsel = lines[(lines >= c0) & (lines < c0 + tile.shape[1])]
-    if rows.size and colsel.size:
-        vr = np.searchsorted(lines, rows)
-        vc = np.searchsorted(lines, colsel)
-        view[np.ix_(vr, vc)] = tile[np.ix_(rows - r0, colsel - c0)]
+    vr, vc = np.searchsorted(lines, rows), np.searchsorted(lines, colsel)
+    return vr, vc, tile[np.ix_(rows - r0, colsel - c0)]
 
 
 def _region_sum(tile: np.ndarray, r0: int, c0: int, lo: int, hi: int) -> float:

@@ -70,6 +70,25 @@ def parse_lines(spec: str | slice | None, n_committed: int) -> LineRange:
     return rng
 
 
+@dataclass(frozen=True)
+class BlockSpan:
+    """One block of analysed lines: store rows ``start:stop`` (every ``lines.step``-th), the
+    first of which is analysed line number ``offset``."""
+
+    offset: int
+    start: int
+    stop: int
+
+
+def block_spans(lines: LineRange, rows_per_block: int) -> list[BlockSpan]:
+    """The blocks of at most ``rows_per_block`` selected rows that cover ``lines``, in order."""
+    if rows_per_block < 1:
+        raise ValueError(f"rows_per_block must be >= 1, got {rows_per_block}")
+    span = rows_per_block * lines.step
+    return [BlockSpan(len(range(lines.start, b0, lines.step)), b0, min(lines.stop, b0 + span))
+            for b0 in range(lines.start, lines.stop, span)]
+
+
 class LineSource:
     """Read-only, block-wise view of one store's (or its ``directions/`` group's) lines."""
 
@@ -133,15 +152,12 @@ class LineSource:
         ``offset`` counts analysed lines (0 = ``lines.start``); at most ``rows_per_block``
         selected rows are in memory at once.
         """
-        if rows_per_block < 1:
-            raise ValueError(f"rows_per_block must be >= 1, got {rows_per_block}")
-        array = self._store[name]
-        span = rows_per_block * lines.step
-        offset = 0
-        for b0 in range(lines.start, lines.stop, span):
-            rows = array[b0 : min(lines.stop, b0 + span) : lines.step]
-            yield offset, rows
-            offset += rows.shape[0]
+        for span in block_spans(lines, rows_per_block):
+            yield span.offset, self.read_span(name, lines, span)
+
+    def read_span(self, name: str, lines: LineRange, span: "BlockSpan") -> np.ndarray:
+        """The selected rows of ``name`` in ``span`` (one of :func:`block_spans`)."""
+        return self._store[name][span.start:span.stop:lines.step]
 
     def bytes_per_line(self, name: str) -> int:
         """Uncompressed bytes of one line of ``name``."""

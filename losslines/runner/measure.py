@@ -42,7 +42,7 @@ __all__ = ["measure_recording"]
 
 def measure_recording(recording: str | os.PathLike[str] | Location, out: str | os.PathLike[str] | Location, *,
                       resume: bool = False, progress: bool = True, device: str | None = None,
-                      storage_options: Mapping | None = None) -> RunResult:
+                      threads: int = 0, storage_options: Mapping | None = None) -> RunResult:
     """Measure the committed lines of ``recording`` into the store ``out`` (see the module docstring).
 
     Args:
@@ -51,6 +51,9 @@ def measure_recording(recording: str | os.PathLike[str] | Location, out: str | o
         resume: continue a stopped measurement after its committed lines.
         progress: a progress bar on stderr (process 0).
         device: ``cpu``, ``cuda`` or ``auto`` instead of the recorded config's.
+        threads: CPU threads per process; 0: torch's default (``OMP_NUM_THREADS``, which
+            torchrun sets to 1). The recorded config's ``threads`` belongs to the machine that
+            recorded and is not used: N processes of all the cores each would oversubscribe them.
         storage_options: fsspec options of ``out`` (default: the recorded config's).
 
     Raises:
@@ -65,6 +68,7 @@ def measure_recording(recording: str | os.PathLike[str] | Location, out: str | o
         table["store"]["storage_options"] = dict(storage_options)
     if device is not None:
         table["device"] = device
+    table["threads"] = int(threads)
     table["measure"] = {**table["measure"], "mode": "inline"}  # the store holds lines measured from θ_t
     cfg = parse_config(table)
     ranks = init_ranks(cfg.device)

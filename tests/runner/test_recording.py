@@ -49,6 +49,8 @@ def test_measured_recording_is_the_inline_store(tmp_path, tiny_config, overrides
     assert measured.status == "complete"
     store = open_store(tmp_path / "measured.zarr")
     assert store.status == "complete" and store.attrs["measured_from_recording"] == str(recorded.store_path)
+    # regression: the recorded `threads` (the recording machine's) oversubscribed N measuring processes
+    assert rec.config["threads"] == 1 and store.config["threads"] == 0
     assert_same_lines(open_store(inline.store_path), store)
 
 

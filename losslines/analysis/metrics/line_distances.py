@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 
 from losslines.analysis.distances import DistanceSummary, Sink, blockwise_distances, shifted_window
+from losslines.analysis.parallel import current_executor
 from losslines.analysis.metric import Block, FigureSpec, Metric, MetricResult, Parts, Plan, ReportPart, Setup
 from losslines.analysis.summary_stats import distribution, fmt, json_number
 
@@ -71,7 +72,9 @@ class LineDistancesMetric(Metric):
         if a.shape[0] < 2:
             return MetricResult(computed=False, value=LineDistances(None, lines), notes=notes,
                                 skipped=("distance matrices: fewer than two lines analysed",))
-        summary = blockwise_distances(a, block=options.distance_block, view_size=options.view_size, sink=sink)
+        executor = current_executor()
+        summary = blockwise_distances(a, block=options.distance_block, view_size=options.view_size, sink=sink,
+                                      map_tiles=executor.map if executor.parallel else None)
         return MetricResult(value=LineDistances(summary, lines), notes=notes)
 
     def summary(self, analysis: AnalysisResult) -> dict[str, Any]:
