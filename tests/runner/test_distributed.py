@@ -178,3 +178,31 @@ def test_two_processes_measure_a_recording_line_parallel_as_the_inline_run(tmp_p
     assert b.status == "complete" and b.committed_lines == 7
     for name in a.names:
         np.testing.assert_array_equal(b[name][...], a[name][...], err_msg=name)
+
+
+@pytest.mark.slow
+def test_sigterm_to_torchrun_stops_every_process_with_a_checkpoint_and_resume_completes_it(
+        tmp_path, tiny_config, toml_dumps):
+    # what a scheduler does before preempting: SIGTERM to the launcher, which passes it on
+    cfg = write_config(tmp_path, tiny_config, toml_dumps, "train.steps=60", "train.checkpoint_every=0")
+    whole = losslines(["run", str(cfg), "--out", str(tmp_path / "whole.zarr"), "-q"], processes=1)
+    assert whole.returncode == 0, whole.stderr
+    out = tmp_path / "stopped.zarr"
+    proc = losslines(["run", str(cfg), "--out", str(out), "-q"], processes=2, wait=False)
+    deadline = time.time() + TIMEOUT
+    while time.time() < deadline:  # a few committed lines, then preempt
+        try:
+            if out.exists() and open_store(out).committed_lines >= 2:
+                break
+        except (ValueError, FileNotFoundError):
+            pass
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=TIMEOUT)
+    assert proc.returncode != 0
+    stopped = open_store(out)
+    assert stopped.status == "failed" and "interrupted by SIGTERM" in stopped.attrs["status_reason"], err
+    assert (tmp_path / "stopped.zarr.ckpt" / "latest.pt").exists()  # the checkpoint of the stop, not a periodic one
+    resumed = losslines(["run", str(cfg), "--out", str(out), "-q", "--resume"], processes=2)
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_store(open_store(tmp_path / "whole.zarr"), open_store(out))
