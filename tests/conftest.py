@@ -148,7 +148,7 @@ def dump_toml(table: dict, prefix: str = "") -> str:
     return out
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def toml_dumps():
     """:func:`dump_toml`, for tests that write config files."""
     return dump_toml

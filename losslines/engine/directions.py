@@ -280,3 +280,32 @@ class SGDDirection(DirectionSource):
         self.weight_decay = float(state["weight_decay"])
         self.steps_taken = int(state["steps_taken"])
         self.buffers = buffers
+
+
+class SourceResolver:
+    """What a measured block was given as ``source``, as a ``DirectionSource``: a direction
+    source as it is (it must move exactly the model's trainable parameters), a torch optimizer
+    wrapped in an ``OptimizerStepDirection`` on first use and the same wrapper ever after (the
+    sampler's and the recorder's ``measure(step, source, ...)``)."""
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self._trainable = list(trainable_parameters(model))  # names
+        self._wrapped: list[tuple[torch.optim.Optimizer, OptimizerStepDirection]] = []
+
+    def __call__(self, source) -> DirectionSource:
+        """Raises:
+            ValueError: not an optimizer or a direction source, or one that moves other parameters.
+        """
+        if isinstance(source, torch.optim.Optimizer):
+            for opt, wrapper in self._wrapped:
+                if opt is source:
+                    return wrapper
+            wrapper = OptimizerStepDirection(source, self.model)
+            self._wrapped.append((source, wrapper))
+            return wrapper
+        if isinstance(source, DirectionSource):
+            if list(source.params) != self._trainable:
+                raise ValueError("the direction source moves other parameters than the model's trainable ones")
+            return source
+        raise ValueError(f"source must be a torch.optim.Optimizer or a DirectionSource, got {type(source).__name__}")

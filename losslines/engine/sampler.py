@@ -36,12 +36,10 @@ from contextlib import contextmanager
 from typing import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
-import torch
 from torch import Tensor, nn
 
 from losslines import batched
-from losslines.engine.directions import (Direction, DirectionSource, OptimizerStepDirection, SGDDirection,
-                                         trainable_parameters)
+from losslines.engine.directions import Direction, DirectionSource, SGDDirection, SourceResolver
 from losslines.engine.evaluator import LineEvaluator, LineMeasurement
 from losslines.engine.grid import Grid
 from losslines.engine.schedule import Schedule
@@ -137,8 +135,7 @@ class LineSampler:
         self.sample_losses = tuple(s for s in SPLITS if s in sample_losses)
         self.records: list[LineRecord] = []
         self.step_records: list[StepRecord] = []
-        self._wrapped: list[tuple[torch.optim.Optimizer, OptimizerStepDirection]] = []
-        self._trainable = list(trainable_parameters(model))
+        self._source = SourceResolver(model)
         if sink is not None and not callable(sink) and not isinstance(sink, LineSink):
             raise ValueError(f"sink must be a LineSink (open, append), a callable or None, got {type(sink).__name__}")
         self._sink = sink
@@ -290,20 +287,6 @@ class LineSampler:
             self._sink.append(record)
         else:
             self._sink(record)
-
-    def _source(self, source) -> DirectionSource:
-        if isinstance(source, torch.optim.Optimizer):
-            for opt, wrapper in self._wrapped:
-                if opt is source:
-                    return wrapper
-            wrapper = OptimizerStepDirection(source, self.model)
-            self._wrapped.append((source, wrapper))
-            return wrapper
-        if isinstance(source, DirectionSource):
-            if list(source.params) != self._trainable:
-                raise ValueError("the direction source moves other parameters than the model's trainable ones")
-            return source
-        raise ValueError(f"source must be a torch.optim.Optimizer or a DirectionSource, got {type(source).__name__}")
 
     def _batch_evaluator(self, batch, trained_bn: str) -> LineEvaluator:
         xb, yb = batch

@@ -34,7 +34,7 @@ from losslines.runner.progress import Progress
 from losslines.runner.recording import RecordedLine, RecordingReader
 from losslines.runner.signals import InterruptBetweenSteps
 from losslines.store import StoreSink
-from losslines.store.location import Location, location
+from losslines.store.location import Location
 from losslines.store.reader import open_store
 
 __all__ = ["measure_recording"]

@@ -50,7 +50,7 @@ from torch import Tensor, nn
 from torch.utils import _pytree as pytree
 from zarr.codecs import BloscCodec
 
-from losslines.engine.directions import DirectionSource, OptimizerStepDirection
+from losslines.engine.directions import SourceResolver
 from losslines.engine.schedule import Schedule
 from losslines.store.location import Location, location
 
@@ -407,7 +407,7 @@ class Recorder:
 
     def __init__(self, model: nn.Module, schedule: Schedule, writer: RecordingWriter):
         self.model, self.schedule, self.writer = model, schedule, writer
-        self._wrapped: list[tuple[torch.optim.Optimizer, OptimizerStepDirection]] = []
+        self._source = SourceResolver(model)
 
     def should_measure(self, step: int) -> bool:
         return self.schedule.should_measure(step)
@@ -438,18 +438,6 @@ class Recorder:
             step=int(step), epoch=int(epoch), lr=float(d.lr), direction_norm=float(d.direction_norm),
             update_step=float(d.update_step), trained_bn=trained_bn, theta=theta_t, direction=d.vector,
             buffers=buffers, frozen=frozen, batch=tuple(batch), batch_ids=ids))
-
-    def _source(self, source) -> DirectionSource:
-        if isinstance(source, DirectionSource):
-            return source
-        if isinstance(source, torch.optim.Optimizer):
-            for opt, wrapper in self._wrapped:
-                if opt is source:
-                    return wrapper
-            wrapper = OptimizerStepDirection(source, self.model)
-            self._wrapped.append((source, wrapper))
-            return wrapper
-        raise ValueError(f"source must be a torch.optim.Optimizer or a DirectionSource, got {type(source).__name__}")
 
 
 def _now() -> str:

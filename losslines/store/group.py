@@ -41,6 +41,9 @@ def open_group_checked(where: str | os.PathLike[str] | Location, mode: str = "r"
         raise ValueError(f"{loc} is not a losslines store (cannot open as a zarr v3 group: {err})") from err
     fmt = group.attrs.get(FORMAT_ATTR)
     if fmt is None:
+        if "losslines_recording" in group.attrs:
+            raise ValueError(f"{loc} is a losslines recording, not a store: measure its lines with "
+                             f"losslines measure {loc} --out STORE")
         raise ValueError(f"{loc} is a zarr group but not a losslines store (no {FORMAT_ATTR!r} attribute)")
     return loc, group, int(fmt)  # type: ignore[arg-type]
 

@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 
-from losslines.analysis.analyze import analyze_store
 from losslines.analysis.compute import compute
 from losslines.analysis.distances import blockwise_distances, dense_distances, shifted_window
 from losslines.analysis.parallel import SERIAL, make_executor

@@ -20,9 +20,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from losslines.runner.config import config_to_dict
+from losslines.runner.checkpoint import checkpoint_dir, load_checkpoint
+from losslines.runner.config import config_to_dict, load_config
+from losslines.runner.driver import run
 from losslines.runner.distributed import plan_shards
 from losslines.store import open_store
+from losslines.store.location import location
 
 TIMEOUT = 240
 LINE_LEVEL = ("loss_train", "loss_val", "loss_batch", "acc_train", "acc_val", "loss_at_update_train", "slope0_train",
@@ -59,29 +62,6 @@ def assert_same_store(a, b) -> None:
             np.testing.assert_array_equal(y, x, err_msg=name)
 
 
-def test_shards_are_whole_groups_as_even_as_possible():
-    assert plan_shards(96, 2, 16) == [(0, 48), (48, 96)]
-    assert plan_shards(24, 2, 16) == [(0, 16), (16, 24)]  # the last group is short
-    assert plan_shards(100, 3, 1) == [(0, 33), (33, 66), (66, 100)]
-    with pytest.raises(ValueError, match="2 group\\(s\\) for 3 processes"):
-        plan_shards(20, 3, 16)
-
-
-@pytest.mark.slow
-def test_two_processes_write_the_store_of_one(tmp_path, tiny_config, toml_dumps):
-    cfg = write_config(tmp_path, tiny_config, toml_dumps, "measure.per_step=true", "measure.directions_at=[2, 7]",
-                       "measure.n_directions=3")
-    one = losslines(["run", str(cfg), "--out", str(tmp_path / "one.zarr"), "-q"], processes=1)
-    assert one.returncode == 0, one.stderr
-    two = losslines(["run", str(cfg), "--out", str(tmp_path / "two.zarr"), "-q"], processes=2)
-    assert two.returncode == 0, two.stderr
-    assert two.stdout.count("complete:") == 1  # process 0 reports
-    a, b = open_store(tmp_path / "one.zarr"), open_store(tmp_path / "two.zarr")
-    assert b.status == "complete"
-    for x, y in ((a, b), (a.directions, b.directions), (a.steps, b.steps)):
-        assert_same_store(x, y)
-
-
 SLOW_RANK_1 = """
 import os, sys, time
 import losslines.runner.driver as driver
@@ -98,16 +78,41 @@ sys.exit(main())
 """
 
 
+def test_shards_are_whole_groups_as_even_as_possible():
+    assert plan_shards(96, 2, 16) == [(0, 48), (48, 96)]
+    assert plan_shards(24, 2, 16) == [(0, 16), (16, 24)]  # the last group is short
+    assert plan_shards(100, 3, 1) == [(0, 33), (33, 66), (66, 100)]
+    with pytest.raises(ValueError, match="2 group\\(s\\) for 3 processes"):
+        plan_shards(20, 3, 16)
+
+
 @pytest.mark.slow
-def test_a_slow_process_does_not_find_the_new_store_taken(tmp_path, tiny_config, toml_dumps):
-    # regression: every process built a "create" sink, which refuses an existing path, so a
-    # process that got there after process 0 had created the store failed the run (seen in CI)
-    cfg = write_config(tmp_path, tiny_config, toml_dumps, "train.steps=6")
+def test_two_processes_write_the_store_of_one(tmp_path, tiny_config, toml_dumps):
+    cfg = write_config(tmp_path, tiny_config, toml_dumps, "measure.per_step=true", "measure.directions_at=[2, 7]",
+                       "measure.n_directions=3")
+    one = losslines(["run", str(cfg), "--out", str(tmp_path / "one.zarr"), "-q"], processes=1)
+    assert one.returncode == 0, one.stderr
+    # process 1 starts late (SLOW_RANK_1): regression for a store sink built in every process, where
+    # a process that came after process 0 had created the store found the path taken (seen in CI)
     script = tmp_path / "slow_rank_1.py"
     script.write_text(SLOW_RANK_1)
     two = losslines(["run", str(cfg), "--out", str(tmp_path / "two.zarr"), "-q"], processes=2, script=script)
     assert two.returncode == 0, two.stderr
-    assert open_store(tmp_path / "two.zarr").status == "complete"
+    assert two.stdout.count("complete:") == 1  # process 0 reports
+    a, b = open_store(tmp_path / "one.zarr"), open_store(tmp_path / "two.zarr")
+    assert b.status == "complete"
+    for x, y in ((a, b), (a.directions, b.directions), (a.steps, b.steps)):
+        assert_same_store(x, y)
+
+
+@pytest.fixture(scope="module")
+def whole_60(tmp_path_factory, tiny_config, toml_dumps):
+    """A 60-step one-process run (the reference of the interrupted runs below) and its config."""
+    tmp = tmp_path_factory.mktemp("whole")
+    cfg = write_config(tmp, tiny_config, toml_dumps, "train.steps=60", "train.checkpoint_every=6")
+    whole = losslines(["run", str(cfg), "--out", str(tmp / "whole.zarr"), "-q"], processes=1)
+    assert whole.returncode == 0, whole.stderr
+    return cfg, open_store(tmp / "whole.zarr")
 
 
 def _pid_of_rank(token: str, rank: int, timeout: float = 60.0) -> int:
@@ -130,10 +135,8 @@ def _pid_of_rank(token: str, rank: int, timeout: float = 60.0) -> int:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the worker through /proc")
-def test_a_killed_process_fails_the_run_cleanly_and_one_process_resumes_it(tmp_path, tiny_config, toml_dumps):
-    cfg = write_config(tmp_path, tiny_config, toml_dumps, "train.steps=60", "train.checkpoint_every=6")
-    whole = losslines(["run", str(cfg), "--out", str(tmp_path / "whole.zarr"), "-q"], processes=1)
-    assert whole.returncode == 0, whole.stderr
+def test_a_killed_process_fails_the_run_cleanly_and_one_process_resumes_it(tmp_path, whole_60):
+    cfg, whole = whole_60
 
     out = tmp_path / "killed.zarr"
     token = uuid.uuid4().hex
@@ -155,22 +158,18 @@ def test_a_killed_process_fails_the_run_cleanly_and_one_process_resumes_it(tmp_p
     store = open_store(out)  # readable up to its committed lines
     n = store.committed_lines
     assert 2 <= n < 30 and np.isfinite(store["loss_train"][...]).all()
-    np.testing.assert_array_equal(store["sample_loss_train"][...], open_store(tmp_path / "whole.zarr")[
-        "sample_loss_train"][:n])
+    np.testing.assert_array_equal(store["sample_loss_train"][...], whole["sample_loss_train"][:n])
 
     resumed = losslines(["run", str(cfg), "--out", str(out), "-q", "--resume"], processes=1)
     assert resumed.returncode == 0, resumed.stderr
-    assert_same_store(open_store(tmp_path / "whole.zarr"), open_store(out))
+    assert_same_store(whole, open_store(out))
 
 
 @pytest.mark.slow
 def test_two_processes_measure_a_recording_line_parallel_as_the_inline_run(tmp_path, tiny_config, toml_dumps):
     cfg = write_config(tmp_path, tiny_config, toml_dumps, "train.steps=14")  # 7 lines: one process gets one more
-    inline = losslines(["run", str(cfg), "--out", str(tmp_path / "inline.zarr"), "-q"], processes=1)
-    assert inline.returncode == 0, inline.stderr
-    rec = losslines(["run", str(cfg), "--out", str(tmp_path / "rec.zarr"), "-q", "--set", "measure.mode='record'"],
-                    processes=1)
-    assert rec.returncode == 0, rec.stderr
+    run(load_config(cfg, [f"store.path='{tmp_path / 'inline.zarr'}'"]), progress=False)  # in this process
+    run(load_config(cfg, [f"store.path='{tmp_path / 'rec.zarr'}'", "measure.mode='record'"]), progress=False)
     two = losslines(["measure", str(tmp_path / "rec.zarr"), "--out", str(tmp_path / "two.zarr"), "-q"], processes=2)
     assert two.returncode == 0, two.stderr
     assert two.stdout.count("complete: 7 lines") == 1  # process 0 reports
@@ -181,12 +180,9 @@ def test_two_processes_measure_a_recording_line_parallel_as_the_inline_run(tmp_p
 
 
 @pytest.mark.slow
-def test_sigterm_to_torchrun_stops_every_process_with_a_checkpoint_and_resume_completes_it(
-        tmp_path, tiny_config, toml_dumps):
+def test_sigterm_to_torchrun_stops_every_process_with_a_checkpoint_and_resume_completes_it(tmp_path, whole_60):
     # what a scheduler does before preempting: SIGTERM to the launcher, which passes it on
-    cfg = write_config(tmp_path, tiny_config, toml_dumps, "train.steps=60", "train.checkpoint_every=0")
-    whole = losslines(["run", str(cfg), "--out", str(tmp_path / "whole.zarr"), "-q"], processes=1)
-    assert whole.returncode == 0, whole.stderr
+    cfg, whole = whole_60
     out = tmp_path / "stopped.zarr"
     proc = losslines(["run", str(cfg), "--out", str(out), "-q"], processes=2, wait=False)
     deadline = time.time() + TIMEOUT
@@ -202,7 +198,8 @@ def test_sigterm_to_torchrun_stops_every_process_with_a_checkpoint_and_resume_co
     assert proc.returncode != 0
     stopped = open_store(out)
     assert stopped.status == "failed" and "interrupted by SIGTERM" in stopped.attrs["status_reason"], err
-    assert (tmp_path / "stopped.zarr.ckpt" / "latest.pt").exists()  # the checkpoint of the stop, not a periodic one
+    stop = int(stopped.attrs["status_reason"].split("before step ")[1].split(";")[0])
+    assert load_checkpoint(checkpoint_dir(location(out))).step == stop  # the stop's checkpoint, not a periodic one
     resumed = losslines(["run", str(cfg), "--out", str(out), "-q", "--resume"], processes=2)
     assert resumed.returncode == 0, resumed.stderr
-    assert_same_store(open_store(tmp_path / "whole.zarr"), open_store(out))
+    assert_same_store(whole, open_store(out))

@@ -163,5 +163,7 @@ def test_bad_input_is_one_clear_line(tmp_path, tiny_config, capsys):
     assert open_store(store.store_path).committed_lines == 1
     assert main(["measure", str(cfg.store_path), "--out", str(tmp_path / "m.zarr"), "-q"]) == 0
     assert "complete: 1 lines" in capsys.readouterr().out
+    assert main(["info", str(cfg.store_path)]) == 2  # a recording is not a store, and the error says what to do
+    assert "is a losslines recording, not a store: measure its lines with losslines measure" in capsys.readouterr().err
     with pytest.raises(FileExistsError, match="recording .* already exists"):
         run(cfg, progress=False)
