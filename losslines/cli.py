@@ -1,6 +1,8 @@
 """The ``losslines`` command: a thin layer over the library.
 
 ``losslines run CONFIG``           train, measure lines on the schedule, stream them to a store
+                                   (CONFIG: a file, or a shipped config's name)
+``losslines configs``              list the shipped configs
 ``losslines measure RECORDING``    measure the lines a run recorded (measure.mode = "record"),
                                    line-parallel under torchrun
 ``losslines info STORE``           a human summary of a store
@@ -15,6 +17,8 @@ stderr and exit code 2; an interrupted run exits 130 after saving a checkpoint.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
 import sys
 from pathlib import Path
@@ -26,6 +30,7 @@ EXIT_INTERRUPTED = 130
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from losslines.runner.config import load_config
+    from losslines.runner.shipped import resolve_config
 
     overrides = list(args.set or [])
     if args.out is not None:
@@ -34,7 +39,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         overrides.append(f"data.root={_toml_string(args.data_root)}")
     if args.device is not None:
         overrides.append(f"device={_toml_string(args.device)}")
-    cfg = load_config(args.config, overrides)
+    cfg = load_config(resolve_config(args.config), overrides)
     from losslines.runner.driver import run
 
     result = run(cfg, resume=args.resume, progress=not args.quiet)
@@ -56,10 +61,24 @@ def _cmd_measure(args: argparse.Namespace) -> int:
     return 0 if result.status == "complete" else EXIT_INTERRUPTED
 
 
-def _cmd_info(args: argparse.Namespace) -> int:
-    from losslines.store.info import describe
+def _cmd_configs(args: argparse.Namespace) -> int:
+    from losslines.runner.shipped import describe, shipped_configs, shipped_dir
 
-    print(describe(args.store))
+    configs = shipped_configs()
+    if not configs:
+        print("losslines: no shipped configs found (a broken install?)", file=sys.stderr)
+        return 1
+    width = max(map(len, configs))
+    for name, path in configs.items():
+        print(f"{name:<{width}}  {describe(path)}")
+    print(f"({shipped_dir()}; run one with: losslines run NAME)")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from losslines.store.info import describe, summarize
+
+    print(json.dumps(summarize(args.store), indent=2) if args.json else describe(args.store))
     return 0
 
 
@@ -68,9 +87,13 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     from losslines.store.verify import verify_store
 
     findings = verify_store(args.store)
+    store = open_store(args.store)
+    if args.json:
+        print(json.dumps({"store": str(store.path), "valid": not findings, "committed_lines": store.committed_lines,
+                          "status": store.status, "findings": [dataclasses.asdict(f) for f in findings]}, indent=2))
+        return 1 if findings else 0
     for finding in findings:
         print(finding)
-    store = open_store(args.store)
     verdict = "invalid" if findings else "valid"
     print(f"{verdict}: {args.store} ({store.committed_lines} committed lines, status {store.status}, "
           f"{len(findings)} finding(s))")
@@ -108,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("run", help="train and measure lines into a zarr store")
-    p.add_argument("config", type=Path, help="TOML config (see configs/)")
+    p.add_argument("config", help="a TOML config file, or the name of a shipped one (losslines configs)")
     p.add_argument("--out", help="store path (overrides store.path)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a config key, e.g. --set train.lr=0.05 (repeatable)")
@@ -129,12 +152,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_measure)
 
+    p = sub.add_parser("configs", help="list the shipped configs (run one by name: losslines run quickstart)")
+    p.set_defaults(func=_cmd_configs)
+
     p = sub.add_parser("info", help="summarise a store")
     p.add_argument("store", help="a store: local path or fsspec URL (s3://..., memory://...)")
+    p.add_argument("--json", action="store_true", help="the summary as JSON")
     p.set_defaults(func=_cmd_info)
 
     p = sub.add_parser("verify", help="check a store against format v1 and the measurement invariants")
     p.add_argument("store", help="a store: local path or fsspec URL (s3://..., memory://...)")
+    p.add_argument("--json", action="store_true",
+                   help="the verdict and every finding (check, where, detail) as JSON; exit 1 if any")
     p.set_defaults(func=_cmd_verify)
 
     p = sub.add_parser("analyze", help="write report.md, metrics.json and figures for a store")

@@ -502,7 +502,9 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> RunConfig:
     try:
         text = path.read_text()
     except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
+        from losslines.runner.shipped import missing_hint
+
+        raise ConfigError(f"config file {path} does not exist{missing_hint()}") from None
     except OSError as err:
         raise ConfigError(f"config file {path} cannot be read: {err.strerror}") from None
     try:

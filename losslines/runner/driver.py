@@ -104,7 +104,9 @@ def _run(cfg: RunConfig, ranks, *, resume: bool, progress: bool, stop_at_step: i
         sampler = build_sampler(parts, sink)  # validates the measurement, then creates / reopens the store
     loop = TrainingLoop(parts, sampler, sink, checkpoint_dir=ckpt_dir, on_step=on_step,
                         progress=Progress(progress and ranks.is_main, total=cfg.train.steps, initial=start,
-                                          desc=cfg.name, quiet=not ranks.is_main))
+                                          desc=cfg.name, quiet=not ranks.is_main,
+                                          total_measured=parts.planned_lines,
+                                          initial_measured=state.committed_lines if state is not None else 0))
     status, steps = loop.run(start, stop_at_step)
     return RunResult(store_path=cfg.store_path, status=status, steps=steps, lines=sink.writer.committed_lines,
                      wall_s=time.perf_counter() - t0)

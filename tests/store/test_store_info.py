@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from losslines.store import StoreLayout, StoreWriter, describe, summarize
+from losslines.cli import main
 from losslines.store.info import human_bytes
 
 CONFIG = {
@@ -49,6 +50,13 @@ def test_summarize(store_path):
     assert s["directions"] == {"per_line": 3, "committed": 1, "allocated": 4, "steps": [20, 20]}
     assert s["bytes_stored"] > 0
     assert s["created"] and s["finished"]
+
+
+def test_info_json_is_the_summary(store_path, capsys):
+    assert main(["info", str(store_path), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    expected = json.loads(json.dumps(summarize(store_path)))
+    assert printed == expected and printed["lines"]["committed"] == 5
 
 
 def test_describe_text(store_path):

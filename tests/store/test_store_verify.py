@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -31,6 +32,9 @@ def test_a_run_store_is_valid(good_store, capsys):
     assert verify_store(good_store) == []
     assert main(["verify", str(good_store)]) == 0
     assert capsys.readouterr().out.startswith("valid:")
+    assert main(["verify", str(good_store), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["valid"] is True and report["findings"] == [] and report["committed_lines"] == 3
 
 
 def _write(path, name, index, value):
@@ -52,6 +56,10 @@ def test_damage_is_found(damaged, name, index, value, check, capsys):
     assert [f.check for f in findings] == [check], findings
     assert main(["verify", str(damaged)]) == 1
     assert capsys.readouterr().out.splitlines()[-1].startswith("invalid:")
+    assert main(["verify", str(damaged), "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["valid"] is False and [f["check"] for f in report["findings"]] == [check]
+    assert report["findings"][0]["where"] == findings[0].where
 
 
 def test_missing_and_unknown_arrays_are_found(damaged):
