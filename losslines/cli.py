@@ -21,7 +21,6 @@ import dataclasses
 import json
 import os
 import sys
-from pathlib import Path
 from typing import Sequence
 
 EXIT_USAGE = 2
