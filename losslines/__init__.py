@@ -42,6 +42,8 @@ _EXPORTS = {
     "FORMAT_VERSION": "losslines.store",
     # analysis (no torch)
     "analyze_store": "losslines.analysis",
+    "compute": "losslines.analysis",
+    "plot_line": "losslines.analysis",
     "AnalysisOptions": "losslines.analysis",
     "import_pickles": "losslines.store.importers",
 }

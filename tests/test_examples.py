@@ -24,3 +24,18 @@ def test_custom_loop_example(tmp_path, monkeypatch, capsys):
     np.testing.assert_array_equal(store["step"][...], [0, 3])
     assert (store["update_step"][...] > 0).all()
     assert store["sample_loss_val"].shape == (2, store.position.size, 297)
+
+
+def test_notebook_example_draws_three_figures_from_a_store(tmp_path, monkeypatch, capsys, tiny_config):
+    from losslines.runner.driver import run
+
+    cfg = tiny_config(tmp_path, "threads=1")
+    run(cfg, progress=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["notebook.py", str(cfg.store_path)])
+    runpy.run_path(str(REPO / "examples" / "notebook.py"), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "LineStore(" in out and "<AnalysisResult of" in out and "s_opt" in out and "count" in out
+    png = tmp_path / "notebook_figures.png"
+    assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notebook_figures.png", "run.zarr", "run.zarr.ckpt"]

@@ -26,6 +26,7 @@ from losslines.analysis.registry import registered_metrics
 from losslines.analysis.report import write_outputs
 from losslines.analysis.results import AnalysisOptions, AnalysisResult
 from losslines.analysis.source import LineSource, parse_lines
+from losslines.store.reader import LineStore
 
 
 @dataclass(frozen=True)
@@ -83,22 +84,53 @@ def analyze_store(
         FileNotFoundError: no store at ``path``.
         ValueError: not a store, no committed line, bad options.
     """
-    options = options or AnalysisOptions()
-    if window is not None:
-        options = replace(options, window=float(window))
-    source = LineSource.open(path)
-    if source.committed_lines == 0:
-        raise ValueError(f"{path} has no committed line yet (status {source.status!r}); nothing to analyse")
-    selection = parse_lines(lines, source.committed_lines)
     out = Path(out_dir) if out_dir is not None else default_report_dir(path)
-    out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    result = compute(source, selection, options, out_dir=out, scheduler=scheduler)
+    result = compute_store(path, lines=lines, window=window, options=options, scheduler=scheduler, out_dir=out)
     t1 = time.perf_counter()
     drawn = _draw(result, out) if figures else {}
     result.timing.update(compute_s=round(t1 - t0, 3), figures_s=round(time.perf_counter() - t1, 3))
     summary = write_outputs(result, out, drawn)
     return AnalysisReport(out, out / "report.md", out / "metrics.json", summary, drawn, result)
+
+
+def compute_store(
+    store,
+    *,
+    lines: str | slice | None = None,
+    window: float | None = None,
+    options: AnalysisOptions | None = None,
+    scheduler=None,
+    out_dir: str | os.PathLike[str] | None = None,
+) -> AnalysisResult:
+    """Every metric of the report on a store, returned — nothing is written (the notebook entry,
+    ``losslines.analysis.compute``; :func:`analyze_store` is this plus the files).
+
+    Args:
+        store: a store path or URL, or an open ``LineStore``.
+        lines, window, options, scheduler: as in :func:`analyze_store`.
+        out_dir: where a metric may write large outputs of its own (``save_distance_matrix``);
+            created if given. None: nowhere.
+
+    Returns:
+        The :class:`AnalysisResult`: ``.to_dataframe()`` (one row per line), ``.to_xarray()``,
+        ``.summary()`` (the content of metrics.json), the figure functions of
+        ``losslines.analysis.figures``.
+
+    Raises:
+        FileNotFoundError / ValueError: no store, no committed line, bad options.
+    """
+    options = options or AnalysisOptions()
+    if window is not None:
+        options = replace(options, window=float(window))
+    source = LineSource(store) if isinstance(store, LineStore) else LineSource.open(store)
+    if source.committed_lines == 0:
+        raise ValueError(f"{source.path} has no committed line yet (status {source.status!r}); nothing to analyse")
+    selection = parse_lines(lines, source.committed_lines)
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    return compute(source, selection, options, out_dir=out, scheduler=scheduler)
 
 
 def figure_specs(res: AnalysisResult) -> list[FigureSpec]:

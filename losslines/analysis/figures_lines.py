@@ -23,7 +23,12 @@ _MARK_STYLE = {"taken": ("tab:green", "step taken"), "optimum": ("black", r"$s_{
 def line_figure(position: np.ndarray, view: LineView) -> Figure:
     """One line: L, L_B, L_V, min/max and quartile bands of random batches, marked steps."""
     fig = Figure(figsize=(9.0, 4.4), layout="constrained")
-    ax = fig.add_subplot()
+    draw_line(fig.add_subplot(), position, view)
+    return fig
+
+
+def draw_line(ax, position: np.ndarray, view: LineView) -> None:
+    """:func:`line_figure`'s drawing, into a given matplotlib ``ax``."""
     if view.bands is not None:
         v = view.bands.values
         ax.fill_between(position, v[0], v[4], color="tab:orange", alpha=0.18,
@@ -47,4 +52,3 @@ def line_figure(position: np.ndarray, view: LineView) -> Figure:
         ax.set_ylim(float(finite.min()) - 0.1 * span, float(finite.max()) + 0.25 * span)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     ax.grid(alpha=0.3)
-    return fig

@@ -133,6 +133,58 @@ class AnalysisResult:
     notes: list[str] = field(default_factory=list)
     timing: dict[str, float] = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        ran = [m.name for m in self.metrics if self.outputs.get(m.name) is not None and self.outputs[m.name].computed]
+        lines = f"{self.lines[0]}..{self.lines[-1]}" if self.lines.size else "none"
+        return (f"<AnalysisResult of {self.store}: {self.lines.size} lines ({lines}) of {self.committed_lines} "
+                f"committed, status {self.status}; metrics {', '.join(ran) or 'none'}; "
+                f"{len(self.skipped)} skipped; .to_dataframe(), .to_xarray(), .summary()>")
+
+    def per_line_columns(self) -> dict[str, np.ndarray]:
+        """The one-value-per-line results (``[L]``), by name, the committed line index first."""
+        n = self.lines.size
+        columns = {"line": np.asarray(self.lines)}
+        columns.update({k: np.asarray(v) for k, v in self.per_line.items() if np.ndim(v) == 1 and len(v) == n})
+        return columns
+
+    def to_dataframe(self):
+        """A pandas DataFrame: one row per analysed line (indexed by the committed line index),
+        one column per per-line result (``step``, ``lr``, ``s_opt``, ``mae2``, ...).
+
+        Raises:
+            ImportError: pandas is not installed (``pip install pandas``).
+        """
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError("AnalysisResult.to_dataframe needs pandas: pip install pandas") from None
+        columns = self.per_line_columns()
+        return pd.DataFrame(columns).set_index("line")
+
+    def to_xarray(self):
+        """An xarray Dataset along ``line`` (coordinates ``line`` and ``step``) with every per-line
+        result, the options and the store in its attributes.
+
+        Raises:
+            ImportError: xarray is not installed (``pip install 'losslines[xarray]'``).
+        """
+        try:
+            import xarray as xr
+        except ImportError:
+            raise ImportError("AnalysisResult.to_xarray needs xarray: pip install 'losslines[xarray]'") from None
+        columns = self.per_line_columns()
+        coords = {"line": columns.pop("line")}
+        if "step" in columns:
+            coords["step"] = ("line", columns.pop("step"))
+        return xr.Dataset({k: ("line", v) for k, v in columns.items()}, coords=coords,
+                          attrs={"store": self.store, "status": self.status, "committed_lines": self.committed_lines})
+
+    def summary(self) -> dict[str, Any]:
+        """What metrics.json holds (without the figures and timings of a written report)."""
+        from losslines.analysis.report import summarize_analysis
+
+        return summarize_analysis(self)
+
     def value(self, metric: str) -> Any:
         """The typed value of one metric's result (None when it did not run or has none)."""
         out = self.outputs.get(metric)
