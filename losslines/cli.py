@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import os
 import sys
 from typing import Sequence
@@ -117,6 +118,17 @@ def _toml_string(text: str) -> str:
     return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+class _DefaultsShown(argparse.HelpFormatter):
+    """Help that ends with ``(default: X)`` for options with a real default not already named."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (not action.option_strings or "default" in text or action.default is None or action.default is False
+                or action.default == argparse.SUPPRESS or isinstance(action, argparse._VersionAction)):
+            return text
+        return text + " (default: %(default)s)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     from losslines import __version__
     from losslines.analysis import add_analyze_arguments
@@ -127,7 +139,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Measure the loss along every optimizer update direction, store it, analyse it.",
     )
     parser.add_argument("--version", action="version", version=f"losslines {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more log lines on stderr (-vv: debug, from every losslines module)")
+    parser.add_argument("-q", "--quiet", action="store_true", dest="silent",
+                        help="warnings and errors only: no progress, no log lines")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_parser = sub.add_parser
+
+    def add_command(*args, **kwargs):  # every command's --help shows the defaults
+        return add_parser(*args, formatter_class=_DefaultsShown, **kwargs)
+
+    sub.add_parser = add_command
 
     p = sub.add_parser("run", help="train and measure lines into a zarr store")
     p.add_argument("config", help="a TOML config file, or the name of a shipped one (losslines configs)")
@@ -175,9 +197,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def configure_logging(verbose: int, silent: bool) -> None:
+    """Log lines of the ``losslines`` loggers on stderr: INFO by default, WARNING with ``-q``,
+    DEBUG with ``-vv`` (``-v``: INFO from every losslines module, including the engine)."""
+    level = logging.WARNING if silent else (logging.DEBUG if verbose >= 2 else logging.INFO)
+    logger = logging.getLogger("losslines")
+    for handler in list(logger.handlers):
+        if getattr(handler, "_losslines_cli", False):
+            logger.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("losslines: %(message)s"))
+    handler._losslines_cli = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+    logging.getLogger("losslines.engine").setLevel(level if verbose else max(level, logging.WARNING))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    configure_logging(args.verbose, args.silent)
+    if args.silent and hasattr(args, "quiet"):
+        args.quiet = True  # no progress either
     try:
         return args.func(args)
     except KeyboardInterrupt:

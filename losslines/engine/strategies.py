@@ -200,7 +200,7 @@ class AutoStrategy(Strategy):
         self._chosen = self.candidates[chosen]
         self._report = StrategyReport(requested="auto", chosen=chosen, seconds_per_point=seconds, points=k,
                                       rows=batched.rows(x), device=str(line.device))
-        log.info("strategy auto: chose %s (seconds per point over %d points x %d samples on %s: loop %.3g, "
+        log.debug("strategy auto: chose %s (seconds per point over %d points x %d samples on %s: loop %.3g, "
                  "vmap %.3g)", chosen, k, batched.rows(x), line.device, seconds["loop"], seconds["vmap"])
 
     def _delegate(self) -> Strategy:

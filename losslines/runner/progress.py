@@ -10,10 +10,12 @@ not promise an early end.
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from typing import Callable, TextIO
 
+log = logging.getLogger("losslines.run")
 BAR_INTERVAL = 0.5
 LOG_INTERVAL = 30.0
 
@@ -48,6 +50,8 @@ class Progress:
                  stream: TextIO | None = None, interval: float | None = None,
                  clock: Callable[[], float] = time.perf_counter):
         self._stream = stream if stream is not None else sys.stderr
+        # the CLI configures the losslines logger (-q / -v); a library caller gets the stream
+        self._use_logger = stream is None and bool(logging.getLogger("losslines").handlers)
         self._quiet, self._desc, self._unit, self._clock = quiet, desc, unit, clock
         self._total, self._done = int(total), int(initial)
         if total_measured is None:
@@ -70,11 +74,14 @@ class Progress:
         self._loss = None
 
     def log(self, message: str) -> None:
-        """One line on the stream that does not break the bar."""
+        """One line that does not break the bar: through the ``losslines.run`` logger when the
+        ``losslines`` logger has handlers (the CLI's: ``-q`` silences it), else on the stream."""
         if self._quiet:
             return
         if self._bar is not None:
             self._bar.write(f"losslines: {message}", file=self._stream)
+        elif self._use_logger:
+            log.info(message)
         else:
             print(f"losslines: {message}", file=self._stream, flush=True)
 
@@ -120,10 +127,9 @@ class Progress:
             self._bar.set_postfix_str(f"lines={self._total_lines}, {rate:.2f} lines/s, loss={loss:.3f}, "
                                       f"left {left}", refresh=False)
             self._bar.update(self._pending)
-        elif not self._quiet:
-            print(f"losslines: {self._desc}: {self._unit} {self._done}/{self._total}, {self._total_lines} lines, "
-                  f"{rate:.2f} lines/s, loss {loss:.3f}, {format_duration(now - self._t0)} elapsed, {left} left",
-                  file=self._stream, flush=True)
+        else:
+            self.log(f"{self._desc}: {self._unit} {self._done}/{self._total}, {self._total_lines} lines, "
+                     f"{rate:.2f} lines/s, loss {loss:.3f}, {format_duration(now - self._t0)} elapsed, {left} left")
         self._pending = 0
 
     def close(self) -> None:
