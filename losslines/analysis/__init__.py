@@ -21,7 +21,8 @@ For your own out-of-core analysis, ``losslines.open_store(path).to_xarray()`` gi
 dask-backed Dataset with the store's dimension names (``line``, ``point``, ``sample_train``...).
 """
 
-from losslines.analysis.analyze import AnalysisReport, add_analyze_arguments, analyze_store, compute_store, run_analyze
+from losslines.analysis.analyze import (AnalysisReport, add_analyze_arguments, analyze_store, compute_store,
+                                        run_analyze, watch_store)
 from losslines.analysis.batchsize import batch_slopes, draw_sample_batches
 from losslines.analysis.direction_stats import DirectionStats, direction_stats
 from losslines.analysis.distances import blockwise_distances, shifted_window
@@ -45,7 +46,8 @@ def plot_line(store, line: int, *, ax=None, options: AnalysisOptions | None = No
 
 __all__ = [
     # report
-    "analyze_store", "compute", "compute_store", "plot_line", "AnalysisOptions", "AnalysisReport", "AnalysisResult",
+    "analyze_store", "watch_store", "compute", "compute_store", "plot_line",
+    "AnalysisOptions", "AnalysisReport", "AnalysisResult",
     "add_analyze_arguments", "run_analyze",
     # metrics: the protocol and the registry
     "Metric", "Stage", "Setup", "Plan", "Block", "MetricResult", "ReportPart", "FigureSpec",

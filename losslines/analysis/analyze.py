@@ -12,7 +12,7 @@ import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from losslines.analysis.compute import compute
 from losslines.analysis.metric import FigureSpec
@@ -92,6 +92,38 @@ def analyze_store(
     result.timing.update(compute_s=round(t1 - t0, 3), figures_s=round(time.perf_counter() - t1, 3))
     summary = write_outputs(result, out, drawn)
     return AnalysisReport(out, out / "report.md", out / "metrics.json", summary, drawn, result)
+
+
+def watch_store(path: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None, *,
+                every: float = 30.0, on_report: Callable[[AnalysisReport], None] | None = None,
+                sleep: Callable[[float], None] = time.sleep, **kwargs: Any) -> AnalysisReport | None:
+    """Re-analyse a store whenever its committed lines grow, until it is no longer running.
+
+    Polls the store every ``every`` seconds (reading only its commit mark, cheap on any store
+    layer), rewrites the report folder as :func:`analyze_store` would (``kwargs`` are its
+    arguments) when lines were committed since the last report, and returns the last report once
+    the store is ``complete`` or ``failed`` (after a final report of every committed line). A
+    writer killed without closing leaves its store ``running``: stop watching with Ctrl-C.
+
+    Returns:
+        The last report, or None if no line was ever committed.
+    """
+    from losslines.store.reader import open_store
+
+    reported, report = (-1, None), None
+    while True:
+        store = open_store(path)
+        now = (store.committed_lines, store.status)
+        if now[0] > 0 and now != reported:  # new lines, or the run ended since the last report
+            report = analyze_store(path, out_dir, **kwargs)
+            reported = (report.result.committed_lines, report.result.status)
+            if on_report is not None:
+                on_report(report)
+            if reported != now:  # it changed meanwhile: report again before sleeping
+                continue
+        if now[1] != "running":
+            return report
+        sleep(every)
 
 
 def compute_store(
@@ -182,6 +214,9 @@ def add_analyze_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
                         help="run the blocks of lines and the distance tiles on dask: its threads or processes "
                              "scheduler, or a cluster at ADDRESS (tcp://host:8786); same results (default: this "
                              "process)")
+    parser.add_argument("--watch", type=float, nargs="?", const=30.0, default=None, metavar="SECONDS",
+                        help="keep watching a running store: rewrite the report whenever lines are committed "
+                             "(checked every SECONDS, default 30) until the run ends")
     parser.add_argument("--no-figures", action="store_true", help="write report.md and metrics.json only")
     parser.add_argument("--formats", default="png,pdf", help="figure formats (png, pdf, svg)")
     add_metric_arguments(parser, registered_metrics())
@@ -197,8 +232,17 @@ def run_analyze(args: argparse.Namespace) -> AnalysisReport:
         formats=tuple(f.strip() for f in args.formats.split(",") if f.strip()),
         metric_options=metric_options_from_args(args, registered_metrics()),
     )
-    report = analyze_store(args.store, args.out, lines=args.lines, options=options, figures=not args.no_figures,
-                           scheduler=args.scheduler)
-    print(f"wrote {report.report} ({report.summary['analysed_lines']} lines; "
-          f"{len(report.summary['skipped'])} item(s) skipped, see report.md)")
+    kwargs = dict(lines=args.lines, options=options, figures=not args.no_figures, scheduler=args.scheduler)
+
+    def said(report: AnalysisReport) -> None:
+        print(f"wrote {report.report} ({report.summary['analysed_lines']} lines; "
+              f"{len(report.summary['skipped'])} item(s) skipped, see report.md)", flush=True)
+
+    if args.watch is None:
+        report = analyze_store(args.store, args.out, **kwargs)
+        said(report)
+        return report
+    report = watch_store(args.store, args.out, every=args.watch, on_report=said, **kwargs)
+    if report is None:
+        raise ValueError(f"{args.store} stopped without a committed line; nothing to analyse")
     return report

@@ -52,3 +52,35 @@ def test_figure_functions_draw_into_a_given_ax(parabola_store):
         plot_per_line(res, "no_such_column")
     with pytest.raises(ValueError, match="selects no line"):
         losslines.plot_line(parabola_store["path"], 99)
+
+
+def test_watch_reports_as_lines_commit_and_stops_when_the_run_ends(tmp_path, capsys):
+    import zarr
+    from analysis_stores import write_parabola_store
+
+    from losslines.cli import main
+
+    path = tmp_path / "store.zarr"
+    write_parabola_store(path, n_lines=8)
+    root = zarr.open_group(str(path), mode="r+")
+    root.update_attributes({"status": "running", "committed_lines": 4})  # a run that has committed 4 lines
+
+    polls = []
+
+    def writer_meanwhile(seconds):  # what the run does between two polls
+        polls.append(seconds)
+        if len(polls) == 2:
+            root.update_attributes({"committed_lines": 8})
+        if len(polls) == 3:
+            root.update_attributes({"status": "complete"})
+
+    reports = []
+    from losslines.analysis import watch_store
+
+    last = watch_store(path, tmp_path / "report", every=5.0, sleep=writer_meanwhile, figures=False,
+                       on_report=lambda r: reports.append(r.summary["analysed_lines"]))
+    # no new analysis while nothing was committed; a last one when the run ended (its status)
+    assert reports == [4, 8, 8] and polls == [5.0, 5.0, 5.0]
+    assert last.summary["analysed_lines"] == 8 and last.summary["status"] == "complete"
+    assert main(["analyze", str(path), "--out", str(tmp_path / "cli"), "--no-figures", "--watch", "0.01"]) == 0
+    assert capsys.readouterr().out.count("wrote ") == 1  # a finished store: one report, then done
