@@ -39,3 +39,21 @@ def test_notebook_example_draws_three_figures_from_a_store(tmp_path, monkeypatch
     png = tmp_path / "notebook_figures.png"
     assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notebook_figures.png", "run.zarr", "run.zarr.ckpt"]
+
+
+def test_lightning_example(tmp_path, monkeypatch, capsys):
+    import pytest
+
+    pytest.importorskip("lightning")
+    out = tmp_path / "lightning.zarr"
+    monkeypatch.setattr(sys, "argv", ["lightning_callback.py", "--out", str(out), "--steps", "6", "--every", "3",
+                                      "--spacing", "0.25"])
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Lightning's advice (workers, loggers) is not the example's point
+        runpy.run_path(str(REPO / "examples" / "lightning_callback.py"), run_name="__main__")
+    assert "2 lines at steps [0, 3]" in capsys.readouterr().out
+    store = open_store(out)
+    assert store.status == "complete" and store.committed_lines == 2
+    assert (store["batch_ids"][...] >= 0).all() and np.isfinite(store["loss_train"][...]).any()
