@@ -57,3 +57,22 @@ def test_lightning_example(tmp_path, monkeypatch, capsys):
     store = open_store(out)
     assert store.status == "complete" and store.committed_lines == 2
     assert (store["batch_ids"][...] >= 0).all() and np.isfinite(store["loss_train"][...]).any()
+
+
+def test_huggingface_example(tmp_path, monkeypatch, capsys):
+    import warnings
+
+    import pytest
+
+    pytest.importorskip("transformers")
+    pytest.importorskip("accelerate")
+    out = tmp_path / "hf.zarr"
+    monkeypatch.setattr(sys, "argv", ["huggingface_callback.py", "--out", str(out), "--steps", "4", "--every", "2",
+                                      "--spacing", "0.25"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the Trainer's advice is not the example's point
+        runpy.run_path(str(REPO / "examples" / "huggingface_callback.py"), run_name="__main__")
+    assert "2 lines at steps [0, 2]" in capsys.readouterr().out
+    store = open_store(out)
+    assert store.status == "complete" and np.isfinite(store["loss_train"][...]).any()
+    assert (store["slope0_batch"][...] < 0).all()  # each step goes downhill on its own batch
