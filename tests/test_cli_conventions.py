@@ -18,24 +18,23 @@ def restore_logging():
     logger.handlers[:], logger.level, logger.propagate = state[0], state[1], state[2]
 
 
-def _run(tmp_path, tiny_config, *flags, capsys):
+def _run(tmp_path, tiny_config, toml_dumps, *flags, capsys):
+    from losslines.runner.config import config_to_dict
+
     tmp_path.mkdir()
     cfg = tiny_config(tmp_path, "threads=1", "train.steps=4")
     config = tmp_path / "run.toml"
-    from losslines.runner.config import config_to_dict
-    from conftest import dump_toml
-
-    config.write_text(dump_toml(config_to_dict(cfg)))
+    config.write_text(toml_dumps(config_to_dict(cfg)))
     code = main([*flags, "run", str(config), "-q", "--set", "measure.strategy='auto'"])
     return code, capsys.readouterr()
 
 
-def test_quiet_prints_no_log_line_and_verbose_prints_the_engine_s(tmp_path, tiny_config, capsys):
-    code, out = _run(tmp_path / "a", tiny_config, capsys=capsys)
+def test_quiet_prints_no_log_line_and_verbose_prints_the_engine_s(tmp_path, tiny_config, toml_dumps, capsys):
+    code, out = _run(tmp_path / "a", tiny_config, toml_dumps, capsys=capsys)
     assert code == 0 and "losslines: strategy auto chose" in out.err  # the run's INFO line
-    code, out = _run(tmp_path / "b", tiny_config, "-q", capsys=capsys)
+    code, out = _run(tmp_path / "b", tiny_config, toml_dumps, "-q", capsys=capsys)
     assert code == 0 and out.err == "" and "complete:" in out.out
-    code, out = _run(tmp_path / "c", tiny_config, "-vv", capsys=capsys)
+    code, out = _run(tmp_path / "c", tiny_config, toml_dumps, "-vv", capsys=capsys)
     assert code == 0 and "losslines: strategy auto: chose" in out.err  # the engine's DEBUG line
 
 

@@ -1,7 +1,7 @@
 """Memory stays bounded: analysing >= 2 GB of per-sample losses peaks under 1 GB RSS.
 
 The store is written with the real StoreWriter (highly compressible values, so it is quick to
-write); the analysis runs in a fresh subprocess and reports its own peak RSS (ru_maxrss).
+write); the analysis runs in a fresh subprocess and reports its own peak RSS (VmHWM).
 """
 
 from __future__ import annotations
@@ -16,13 +16,21 @@ import pytest
 from losslines.store import StoreLayout, StoreWriter
 
 GRID = np.round(np.arange(-83, 84) * 0.006, 12)
+# The child's own peak: VmHWM of its address space. Not ru_maxrss, which Linux keeps across
+# execve, so a child of a big parent (a pytest process that imported torch, Lightning and
+# transformers) reported the parent's RSS at the fork (regression: 1,079 MiB in CI, 623 alone).
 CHILD = """
 import json, resource, sys
 from losslines.analysis.analyze import analyze_store
 from losslines.analysis.results import AnalysisOptions
 rep = analyze_store(sys.argv[1], sys.argv[2], options=AnalysisOptions(formats=("png",), n_draws=4))
 gap = rep.result.per_line["sample_mean_gap_train"]
-print(json.dumps({"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+try:
+    hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")][0]
+    peak = int(hwm.split()[1]) / 1024
+except (OSError, IndexError):
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"peak_rss_mib": peak,
                   "lines": int(rep.result.lines.size), "gaps": int(gap.size), "max_gap": float(gap.max()),
                   "slopes": list(rep.result.batch_study.slopes.shape)}))
 """
