@@ -79,6 +79,9 @@ def _run(cfg: RunConfig, ranks, *, resume: bool, progress: bool, stop_at_step: i
     if ranks.any(ranks.is_main and not resume and store_path.exists()):
         what = "recording" if cfg.measure.mode == "record" else "store"
         raise FileExistsError(f"{what} {store_path} already exists; pass --resume to continue it or --out for a new path")
+    if cfg.measure.mode == "record" and ranks.sharded:  # before any data is loaded
+        raise ValueError("measure.mode = 'record' runs in one process (recording is cheap); measure the "
+                         "recording with several: torchrun ... -m losslines measure RECORDING --out STORE")
     parts = build_parts(cfg, ranks)
     start = 0
     state = None
@@ -88,9 +91,6 @@ def _run(cfg: RunConfig, ranks, *, resume: bool, progress: bool, stop_at_step: i
         restore(parts, state)
         start = state.step
     if cfg.measure.mode == "record":  # record what each line needs; `losslines measure` measures it
-        if ranks.sharded:
-            raise ValueError("measure.mode = 'record' runs in one process (recording is cheap); measure the "
-                             "recording with several: torchrun ... -m losslines measure RECORDING --out STORE")
         build_sampler(parts, None)  # validates the measurement settings before anything is written
         sink = (RecordingWriter.resume(store_path, at_line=state.committed_lines) if state is not None else
                 RecordingWriter.create(store_path, model=parts.model, batch_size=cfg.train.batch_size,
