@@ -333,11 +333,13 @@ class LineSampler:
                 dropout_seed: int | None) -> LineRecord:
         splits = {}
         for split, arr in out.items():
-            sample_loss = None
+            sample_loss = sample_slope0 = None
             if split in self.sample_losses:
-                sample_loss = _pad(arr.sample_loss, self.batch_size) if split == "batch" else arr.sample_loss
+                sample_loss, sample_slope0 = arr.sample_loss, arr.sample_slope0
+                if split == "batch":  # a short last batch: NaN in the unused slots
+                    sample_loss, sample_slope0 = _pad(sample_loss, self.batch_size), _pad(sample_slope0, self.batch_size)
             splits[split] = SplitLine(loss=arr.loss, accuracy=arr.accuracy, loss_at_update=arr.loss_at_update,
-                                      slope0=arr.slope0, sample_loss=sample_loss, sample_slope0=arr.sample_slope0,
+                                      slope0=arr.slope0, sample_loss=sample_loss, sample_slope0=sample_slope0,
                                       sample_offset=self.shards.get(split, (0, 0))[0])
         ids = self._batch_ids(batch_ids, out["batch"].sample_loss.shape[1]) if self.measure_batch else None
         return LineRecord(step=int(step), epoch=int(epoch), lr=float(direction.lr),
@@ -371,10 +373,10 @@ def line_dropout_seed(base: int, step: int) -> int:
     return int(base) * 1_000_033 + int(step)
 
 
-def _pad(sample_loss: np.ndarray, slots: int) -> np.ndarray:
-    """``[K, n]`` → ``[K, slots]`` with NaN in the unused slots."""
-    out = np.full((sample_loss.shape[0], slots), np.nan, dtype=np.float32)
-    out[:, : sample_loss.shape[1]] = sample_loss
+def _pad(values: np.ndarray, slots: int) -> np.ndarray:
+    """``[..., n]`` → ``[..., slots]`` (same dtype) with NaN in the unused slots."""
+    out = np.full(values.shape[:-1] + (slots,), np.nan, dtype=values.dtype)
+    out[..., : values.shape[-1]] = values
     return out
 
 

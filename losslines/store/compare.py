@@ -18,6 +18,7 @@ import numpy as np
 import zarr
 
 from losslines.store.group import member_names, open_group_checked
+from losslines.store.schema import decode_attrs
 
 # Attributes that record when and with what a store was written, not what it holds.
 VOLATILE_ATTRS = ("created", "finished", "versions")
@@ -61,7 +62,7 @@ def _array_differences(x: zarr.Array, y: zarr.Array, name: str) -> list[str]:
 
 
 def _group_differences(a: zarr.Group, b: zarr.Group, prefix: str, ignore: Iterable[str]) -> list[str]:
-    out = _attr_differences(dict(a.attrs), dict(b.attrs), prefix, ignore)
+    out = _attr_differences(decode_attrs(a.attrs.asdict()), decode_attrs(b.attrs.asdict()), prefix, ignore)
     arrays_a, groups_a = member_names(a)
     arrays_b, groups_b = member_names(b)
     for name in sorted(set(arrays_a) ^ set(arrays_b)):

@@ -107,7 +107,7 @@ def describe(path: str | os.PathLike[str]) -> str:
         f"store      {s['path']}",
         f"format     losslines v{s['format']}, status {s['status']}"
         + (f" ({s['status_reason']})" if s["status_reason"] else ""),
-        f"lines      {lines['committed']} committed / {lines['allocated']} allocated",
+        f"lines      {lines['committed']} committed" + _allocated(lines),
         "steps      " + (f"{lines['steps'][0]} .. {lines['steps'][1]}" if lines["steps"] else "none yet"),
         f"grid       {grid['points']} points, spacing {grid['spacing']:.6g}, s in [{grid['min']:.6g}, {grid['max']:.6g}]"
         if grid["spacing"] is not None else f"grid       {grid['points']} point at s = {grid['min']:.6g}",
@@ -116,7 +116,7 @@ def describe(path: str | os.PathLike[str]) -> str:
     ]
     if "directions" in s:
         d = s["directions"]
-        rows.append(f"directions {d['per_line']} per line, {d['committed']} committed / {d['allocated']} allocated")
+        rows.append(f"directions {d['per_line']} per line, {d['committed']} committed" + _allocated(d))
     if "per_step" in s:
         rows.append(f"per step   {s['per_step']['committed']} steps committed (loss, slope at 0, loss at the step)")
     for key, value in s["config"].items():
@@ -124,3 +124,8 @@ def describe(path: str | os.PathLike[str]) -> str:
     rows.append(f"size       {human_bytes(s['bytes_stored'])} on disk")
     rows.append(f"created    {s['created']}" + (f", finished {s['finished']}" if s["finished"] else ""))
     return "\n".join(rows)
+
+
+def _allocated(lines: dict) -> str:
+    """" / N allocated" where a store (running, or failed) holds rows past its committed lines."""
+    return f" / {lines['allocated']} allocated" if lines["allocated"] != lines["committed"] else ""

@@ -1,4 +1,4 @@
-"""Lazy, read-only access to a losslines store (format v1).
+"""Lazy, read-only access to a losslines store (formats 1 and 2).
 
 A store is written line by line while a run is going; a line exists only once the group's
 ``committed_lines`` attribute covers it. :func:`open_store` takes a snapshot of that number and
@@ -19,8 +19,8 @@ import zarr
 
 from losslines.store.group import infer_layout, member_names, open_group_checked
 from losslines.store.location import Location
-from losslines.store.schema import (COMMITTED_ATTR, DIRECTIONS_GROUP, FORMAT_ATTR, FORMAT_VERSION, GROWING_DIMS, STATUS_ATTR,
-                                    STEPS_GROUP, StoreLayout)
+from losslines.store.schema import (COMMITTED_ATTR, COORDINATES, DIRECTIONS_GROUP, FORMAT_ATTR, GROWING_DIMS,
+                                    READABLE_FORMATS, STATUS_ATTR, STEPS_GROUP, StoreLayout, decode_attrs, encode_attrs)
 
 _SAMPLE_ID_SPLITS = ("train", "val")
 
@@ -153,7 +153,7 @@ class LineStore:
         self._group = group
         self._root = root
         self._arrays: dict[str, StoreArray] = {}
-        self.attrs: dict[str, Any] = dict(group.attrs.asdict())
+        self.attrs: dict[str, Any] = decode_attrs(group.attrs.asdict())
         if COMMITTED_ATTR not in self.attrs:
             raise ValueError(f"{path} has no {COMMITTED_ATTR!r} attribute; the store is corrupt")
         self._committed = int(self.attrs[COMMITTED_ATTR])
@@ -165,7 +165,7 @@ class LineStore:
         if self._root is not None:
             self._root.refresh()
         self._group = zarr.open_group(store=self.path.zarr_store(read_only=True), mode="r")
-        self.attrs = dict(self._group.attrs.asdict())
+        self.attrs = decode_attrs(self._group.attrs.asdict())
         self._committed = int(self.attrs[COMMITTED_ATTR])
         self._names, self._groups = member_names(self._group)
         self._arrays = {}  # shapes may have grown; reopen arrays after the new snapshot
@@ -283,34 +283,41 @@ class LineStore:
         """An xarray Dataset of lazy dask arrays, cut to the committed lines.
 
         Dimensions come from the stored dimension names; ``position`` is the coordinate of
-        ``point``. Requires xarray and dask.
+        ``point``, ``step`` and ``epoch`` of the lines, ``sample_ids_*`` of the sample dimensions
+        (as plain ``xarray.open_zarr`` shows a format 2 store); attributes are netCDF-safe (objects
+        as JSON text, listed in ``json_attrs``), so ``to_netcdf`` works. Requires xarray and dask.
         """
         try:
             import dask.array as da
             import xarray as xr
         except ImportError as err:  # pragma: no cover - both are installed in the dev env
             raise ImportError(f"to_xarray() needs xarray and dask ({err}); pip install xarray dask") from err
-        data_vars = {}
+        data_vars, coords = {}, {}
         for name in self._names:
-            if name == "position":
-                continue
             array = self[name]
             token = f"losslines-{self.path}-{name}-{self._committed}"
             lazy = da.from_array(array, chunks=array.chunks, name=token, asarray=True)
-            data_vars[name] = xr.Variable(array.dims, lazy, attrs=dict(self._group[name].attrs.asdict()))
-        coords = {"position": ("point", self.position)}
-        return xr.Dataset(data_vars, coords=coords, attrs=dict(self.attrs))
+            attrs = {k: v for k, v in self._group[name].attrs.asdict().items() if k in ("description",)}
+            (coords if name in COORDINATES else data_vars)[name] = xr.Variable(array.dims, lazy, attrs=attrs)
+        if self._root is not None:  # a sub-group: the root's grid and sample ids apply
+            coords["position"] = xr.Variable(("point",), self.position)
+            for split in _SAMPLE_ID_SPLITS:
+                ids = self.sample_ids(split)
+                if ids.size:
+                    coords[f"sample_ids_{split}"] = xr.Variable((f"sample_{split}",), ids)
+        return xr.Dataset(data_vars, coords=coords, attrs=encode_attrs(self.attrs, set()))
 
     def __repr__(self) -> str:
         return f"LineStore({str(self.path)!r}, status={self.status!r}, committed_lines={self._committed})"
 
 
-def _open_v1(path: Location, group: zarr.Group) -> LineStore:
+def _open(path: Location, group: zarr.Group) -> LineStore:
     return LineStore(path, group)
 
 
-# format number -> reader; a v2 reader is added here, v1 stays readable.
-_READERS: dict[int, Callable[[Location, zarr.Group], LineStore]] = {FORMAT_VERSION: _open_v1}
+# format number -> reader. Formats 1 and 2 differ in names (the line dimension of directions/,
+# sample_slope0_*), codecs and attribute encoding, all of which LineStore reads by name.
+_READERS: dict[int, Callable[[Location, zarr.Group], LineStore]] = {v: _open for v in READABLE_FORMATS}
 
 
 def open_store(path: str | os.PathLike[str] | Location, *, storage_options: Mapping[str, Any] | None = None) -> LineStore:

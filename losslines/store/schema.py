@@ -45,6 +45,7 @@ has its own ``committed_lines``.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Literal, Mapping
 
@@ -52,14 +53,20 @@ import numpy as np
 
 from losslines.records import SPLITS, DirectionsRecord, LineRecord, LineShape, StepRecord
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # what this losslines writes
+READABLE_FORMATS = (1, 2)  # what it reads (format 1 converts with ``losslines upgrade``)
 FORMAT_ATTR = "losslines_format"
 COMMITTED_ATTR = "committed_lines"
 STATUS_ATTR = "status"
 STATUSES = ("running", "complete", "failed")
 DIRECTIONS_GROUP = "directions"
 STEPS_GROUP = "steps"
-GROWING_DIMS = ("line", "step")  # the dimension that grows as a run goes on (first of its arrays)
+# the dimension that grows as a run goes on (first of its arrays): root lines, ``directions/``
+# lines (format 2; format 1 called them ``line`` too), ``steps/`` entries
+GROWING_DIMS = ("line", "direction_line", "step")
+JSON_ATTRS_KEY = "json_attrs"  # format 2: names of the root attributes stored as JSON text
+# variables that are coordinates (xarray's ``coordinates`` attribute, CF conventions), format 2
+COORDINATES = ("step", "epoch", "position", "sample_ids_train", "sample_ids_val")
 
 ACCURACY_SPLITS = ("train", "val")
 SAMPLE_DIM = {"train": "sample_train", "val": "sample_val", "batch": "batch_slot"}
@@ -89,6 +96,26 @@ class ArraySpec:
     def per_line(self) -> bool:
         """Does the array grow along its first dimension (``line``, or ``step`` in ``steps/``)?"""
         return bool(self.dims) and self.dims[0] in GROWING_DIMS
+
+    @property
+    def per_sample(self) -> bool:
+        """Does the array hold one value per sample of a line (``sample_loss_*``, ``sample_slope0_*``)?
+
+        These are written as each line arrives (their chunks hold one line), and a process of a
+        sharded measurement writes only its samples' columns of them.
+        """
+        return self.name.startswith(PER_SAMPLE_PREFIXES)
+
+
+PER_SAMPLE_PREFIXES = ("sample_loss_", "sample_slope0_")
+
+
+def coordinates_attr(spec: ArraySpec, group_specs: list[ArraySpec]) -> str | None:
+    """The ``coordinates`` attribute of ``spec`` (format 2): the coordinate variables of its group
+    that lie along its dimensions, space-separated, or None (xarray then makes them coordinates)."""
+    names = [c.name for c in group_specs
+             if c.name in COORDINATES and c.name != spec.name and set(c.dims) <= set(spec.dims)]
+    return " ".join(names) or None
 
 
 @dataclass(frozen=True)
@@ -172,12 +199,13 @@ class StoreLayout:
     def chunks(self, spec: ArraySpec) -> tuple[int, ...]:
         """Chunk shape of ``spec``: whole lines of per-sample arrays, blocks of samples."""
         sizes = self.dim_sizes()
-        if spec.name.startswith("sample_loss_"):
-            lead = tuple(1 for d in spec.dims if d in ("line", "direction"))
-            return lead + (self.n_points, max(1, min(self.sample_block, sizes[spec.dims[-1]])))
+        if spec.per_sample:  # one line (and direction) per chunk, blocks of samples
+            lead = tuple(1 for d in spec.dims if d in ("line", "direction_line", "direction"))
+            middle = (self.n_points,) if "point" in spec.dims else ()
+            return lead + middle + (max(1, min(self.sample_block, sizes[spec.dims[-1]])),)
         out = []
         for d in spec.dims:
-            if d == "line":
+            if d in ("line", "direction_line"):
                 out.append(self.line_chunk)
             elif d == "step":
                 out.append(self.step_chunk)
@@ -190,18 +218,20 @@ def _f32(name: str, dims: tuple[str, ...], doc: str) -> ArraySpec:
     return ArraySpec(name, dims, np.dtype("float32"), float("nan"), doc)
 
 
-def line_specs(layout: StoreLayout, *, directions: bool = False) -> list[ArraySpec]:
+def line_specs(layout: StoreLayout, *, directions: bool = False, version: int = FORMAT_VERSION) -> list[ArraySpec]:
     """Specs of the per-line arrays of a layout (root group, or ``directions/`` when asked).
 
     Arrays of splits without samples are left out (a run without a held-out split has no
-    ``loss_val``); per-sample arrays exist only for ``layout.sample_losses``.
+    ``loss_val``); per-sample arrays exist only for ``layout.sample_losses``. ``version`` 1
+    names the line dimension of ``directions/`` ``line`` and has no ``sample_slope0_*``.
     """
-    lead: tuple[str, ...] = ("line", "direction") if directions else ("line",)
+    line = "direction_line" if directions and version >= 2 else "line"
+    lead: tuple[str, ...] = (line, "direction") if directions else (line,)
     splits = layout.measured_splits
     specs = [
-        ArraySpec("step", ("line",), np.dtype("int64"), -1, "training step of the line"),
-        ArraySpec("epoch", ("line",), np.dtype("int32"), -1, "training epoch of the line"),
-        _f32("lr", ("line",), "learning rate λ at the step"),
+        ArraySpec("step", (line,), np.dtype("int64"), -1, "training step of the line"),
+        ArraySpec("epoch", (line,), np.dtype("int32"), -1, "training epoch of the line"),
+        _f32("lr", (line,), "learning rate λ at the step"),
         _f32("direction_norm", lead, "‖u‖/λ: the gradient (or momentum buffer) norm"),
         _f32("update_step", lead, "‖u‖: distance along û that the optimizer moved"),
     ]
@@ -225,6 +255,10 @@ def line_specs(layout: StoreLayout, *, directions: bool = False) -> list[ArraySp
                 f"per-sample {split} loss in nats",
             )
         )
+    if version >= 2:
+        for split in layout.sample_losses:
+            specs.append(_f32(f"sample_slope0_{split}", lead + (SAMPLE_DIM[split],),
+                              f"exact d(per-sample {split} loss)/ds at s = 0 (jvp), nats per unit s"))
     if layout.batch_size > 0:
         specs.append(
             ArraySpec("batch_ids", lead + ("batch_slot",), np.dtype("int64"), -1,
@@ -266,6 +300,35 @@ def static_specs(layout: StoreLayout) -> list[ArraySpec]:
     return specs
 
 
+def encode_attrs(attrs: Mapping[str, Any], json_keys: set[str]) -> dict[str, Any]:
+    """Root attributes as format 2 stores them: netCDF-safe (string, int or float each).
+
+    Values that are not a string, an int or a float (objects, lists, booleans, None) are stored
+    as JSON text, and their names are added to ``json_keys`` (updated in place), which is stored
+    space-separated under ``json_attrs`` so that :func:`decode_attrs` restores them.
+    """
+    out: dict[str, Any] = {}
+    for key, value in attrs.items():
+        if isinstance(value, str) or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+            out[key] = value
+            json_keys.discard(key)
+        else:
+            out[key] = json.dumps(value, allow_nan=False, sort_keys=True)
+            json_keys.add(key)
+    out[JSON_ATTRS_KEY] = " ".join(sorted(json_keys))
+    return out
+
+
+def decode_attrs(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The attributes of a stored group as plain values (format 2's JSON text decoded; format 1
+    stored them as JSON values already)."""
+    out = dict(raw)
+    for key in str(out.pop(JSON_ATTRS_KEY, "") or "").split():
+        if isinstance(out.get(key), str):
+            out[key] = json.loads(out[key])
+    return out
+
+
 def spec_by_name(specs: list[ArraySpec]) -> Mapping[str, ArraySpec]:
     return {s.name: s for s in specs}
 
@@ -304,6 +367,9 @@ def record_arrays(record: LineRecord, layout: StoreLayout) -> dict[str, Any]:
             whole = line.sample_offset == 0 and np.shape(line.sample_loss)[-1] == layout.split_size(split)
             values[f"sample_loss_{split}"] = line.sample_loss if whole else SampleSlice(line.sample_offset,
                                                                                           line.sample_loss)
+            if line.sample_slope0 is not None:
+                values[f"sample_slope0_{split}"] = (line.sample_slope0 if whole
+                                                    else SampleSlice(line.sample_offset, line.sample_slope0))
     if layout.batch_size > 0 and record.batch_ids is not None:
         values["batch_ids"] = record.batch_ids
     return values

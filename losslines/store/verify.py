@@ -43,12 +43,13 @@ class Finding:
 
 
 def _check_format(store: LineStore, prefix: str, specs: list) -> list[Finding]:
+    version = store.format
     expected = {s.name: s for s in specs}
     out = []
     for name in sorted(set(expected) - set(store.names)):
         out.append(Finding("format", prefix + name, "array is missing"))
     for name in sorted(set(store.names) - set(expected)):
-        out.append(Finding("format", prefix + name, "array is not part of format v1"))
+        out.append(Finding("format", prefix + name, f"array is not part of format {version}"))
     for name in sorted(set(expected) & set(store.names)):
         arr, spec = store[name], expected[name]
         if arr.dims != spec.dims:
@@ -137,11 +138,12 @@ def verify_store(path: str | Path, *, lines_per_block: int = 256) -> list[Findin
     """
     store = open_store(path)
     layout = store.layout
-    findings = _check_format(store, "", line_specs(layout) + static_specs(layout)) + _check_grid(store.position)
-    findings += _check_lines(store, lines_per_block)
+    version = store.format
+    findings = _check_format(store, "", line_specs(layout, version=version) + static_specs(layout))
+    findings += _check_grid(store.position) + _check_lines(store, lines_per_block)
     sub = store.directions
     if sub is not None:
-        findings += _check_format(sub, "directions/", line_specs(layout, directions=True))
+        findings += _check_format(sub, "directions/", line_specs(layout, directions=True, version=version))
     steps = store.steps
     if steps is not None:
         findings += _check_format(steps, "steps/", step_specs(layout)) + _check_steps(steps, _plain_sgd(store))

@@ -1,4 +1,4 @@
-"""Streaming writer of losslines stores (format v1).
+"""Streaming writer of losslines stores (format 2).
 
 The measuring thread calls :meth:`StoreWriter.append` once per line; a background thread
 writes. Validation and copying happen in the caller's thread, so a bad record fails at the
@@ -6,12 +6,15 @@ call that made it and the caller may reuse its buffers. The queue between the tw
 bounded (``append`` blocks when ``max_queued_lines`` lines wait), so memory never grows with
 the run length.
 
-Commit protocol (docs/store-format.md, "Commit protocol"): per-sample arrays are written as each line arrives (their
-chunks hold one line); the small per-line arrays are buffered and written a whole line-chunk
-at a time; only after a block's data is on disk does the group attribute ``committed_lines``
-advance. ``flush()`` writes a partial chunk and commits it (before a checkpoint). A crash
-leaves at most some lines past ``committed_lines``; readers ignore them and
-:meth:`StoreWriter.resume` overwrites them. zarr's ``LocalStore`` replaces every file
+Commit protocol (docs/store-format.md, "Commit protocol"): per-sample arrays are written as each
+line arrives (their chunks hold one line); the small per-line arrays are buffered and written
+every ``commit_every`` lines (default: every line, rewriting the line-chunk being filled) and
+at each line-chunk boundary; only after the data is stored does the group attribute
+``committed_lines`` advance. ``flush()`` writes and commits what is buffered (before a
+checkpoint). A crash leaves at most the lines since the last commit past ``committed_lines``;
+readers ignore them and :meth:`StoreWriter.resume` overwrites them. Closing a complete store
+trims every per-line array to its committed lines and consolidates the metadata (one read opens
+it); a running or failed store keeps its allocation, its unwritten rows hold the fill value. zarr's ``LocalStore`` replaces every file
 (metadata included) by an atomic rename, so a concurrent reader sees the old or the new
 attributes, never a torn file.
 """
@@ -28,7 +31,7 @@ from typing import Any, Mapping
 
 import numpy as np
 import zarr
-from zarr.codecs import BloscCodec
+from zarr.codecs import BloscCodec, Crc32cCodec
 
 from losslines.records import DirectionsRecord, LineRecord, StepRecord
 from losslines.store.group import infer_layout, open_group_checked
@@ -41,11 +44,14 @@ from losslines.store.schema import (
     SampleSlice,
     FORMAT_ATTR,
     FORMAT_VERSION,
+    JSON_ATTRS_KEY,
     STATUS_ATTR,
     STATUSES,
     ArraySpec,
     StoreLayout,
+    coordinates_attr,
     directions_arrays,
+    encode_attrs,
     line_specs,
     record_arrays,
     static_specs,
@@ -66,9 +72,10 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _compressor(spec: ArraySpec) -> BloscCodec:
+def _codecs(spec: ArraySpec) -> tuple[BloscCodec, Crc32cCodec]:
+    """Blosc-zstd, then a CRC-32C checksum of every chunk (a corrupt chunk fails to read)."""
     shuffle = "bitshuffle" if spec.name.startswith("sample_loss_") else "shuffle"
-    return BloscCodec(cname="zstd", clevel=3, shuffle=shuffle)
+    return BloscCodec(cname="zstd", clevel=3, shuffle=shuffle), Crc32cCodec()
 
 
 @dataclass
@@ -90,11 +97,11 @@ class _GroupState:
 
     @property
     def sample_names(self) -> list[str]:
-        return [n for n in self.specs if n.startswith("sample_loss_")]
+        return [n for n, spec in self.specs.items() if spec.per_sample]
 
     @property
     def small_names(self) -> list[str]:
-        return [n for n in self.specs if not n.startswith("sample_loss_")]
+        return [n for n, spec in self.specs.items() if not spec.per_sample]
 
 
 class StoreWriter:
@@ -105,9 +112,14 @@ class StoreWriter:
     lines appended so far).
     """
 
-    def __init__(self, path: Location, root: zarr.Group, layout: StoreLayout, *, max_queued_lines: int) -> None:
+    def __init__(self, path: Location, root: zarr.Group, layout: StoreLayout, *, max_queued_lines: int,
+                 commit_every: int = 1) -> None:
         if max_queued_lines < 1:
             raise ValueError(f"max_queued_lines must be >= 1, got {max_queued_lines}")
+        if commit_every < 1:
+            raise ValueError(f"commit_every must be >= 1 (lines per commit), got {commit_every}")
+        self._commit_every = commit_every
+        self._json_keys = set(str(root.attrs.get(JSON_ATTRS_KEY, "") or "").split())
         self._path = path
         self._root = root
         self._layout = layout
@@ -141,7 +153,7 @@ class StoreWriter:
                sample_ids: Mapping[str, np.ndarray], attrs: Mapping[str, Any], capacity: int | None = None,
                overwrite: bool = False, max_queued_lines: int = 16,
                storage_options: Mapping[str, Any] | None = None,
-               directions_capacity: int | None = None) -> StoreWriter:
+               directions_capacity: int | None = None, commit_every: int = 1) -> StoreWriter:
         """Create a new store and return a writer positioned at line 0.
 
         Args:
@@ -155,6 +167,9 @@ class StoreWriter:
             max_queued_lines: lines that may wait for the writer thread before ``append`` blocks.
             storage_options: fsspec options of a URL (credentials, endpoints).
             directions_capacity: lines of ``directions/`` to preallocate (default: one line-chunk).
+            commit_every: lines per commit (1: every line becomes visible to readers, and
+                survives a crash, as soon as it is written; larger values write the small
+                arrays less often).
 
         Raises:
             FileExistsError: ``path`` exists and ``overwrite`` is false.
@@ -173,29 +188,19 @@ class StoreWriter:
             raise ValueError(f"capacity must be >= 0, got {capacity}")
         _clear_target(path, overwrite)
 
-        root = zarr.open_group(store=path.zarr_store(), mode="w-")
-        n_lines = layout.line_chunk if capacity is None else max(capacity, 1)
-        _create_arrays(root, static_specs(layout), layout, n_lines)
-        root["position"][:] = positions.astype(np.float64)
-        for split, values in ids.items():
-            root[f"sample_ids_{split}"][:] = values
-        _create_arrays(root, line_specs(layout), layout, n_lines)
-        if layout.n_directions > 0:
-            sub = root.create_group(DIRECTIONS_GROUP, attributes={COMMITTED_ATTR: 0})
-            _create_arrays(sub, line_specs(layout, directions=True), layout,
-                           max(layout.line_chunk, directions_capacity or 0))
-        if layout.per_step:
-            sub = root.create_group(STEPS_GROUP, attributes={COMMITTED_ATTR: 0})
-            _create_arrays(sub, step_specs(layout), layout, layout.step_chunk)
+        root = create_layout(path, layout, positions=positions, sample_ids=ids,
+                             lines=layout.line_chunk if capacity is None else max(capacity, 1),
+                             direction_lines=max(layout.line_chunk, directions_capacity or 0))
         # the format attribute comes last: a half-created folder is not a losslines store
-        root.update_attributes({**dict(attrs), STATUS_ATTR: "running", COMMITTED_ATTR: 0,
-                                "created": _now(), FORMAT_ATTR: FORMAT_VERSION})
-        return cls(path, root, layout, max_queued_lines=max_queued_lines)
+        root.update_attributes(encode_attrs({**dict(attrs), STATUS_ATTR: "running", COMMITTED_ATTR: 0,
+                                             "created": _now(), FORMAT_ATTR: FORMAT_VERSION}, set()))
+        return cls(path, root, layout, max_queued_lines=max_queued_lines, commit_every=commit_every)
 
     @classmethod
     def resume(cls, path: str | os.PathLike[str] | Location, *, at_line: int | None = None,
                at_direction_line: int | None = None, at_step: int | None = None,
-               max_queued_lines: int = 16, storage_options: Mapping[str, Any] | None = None) -> StoreWriter:
+               max_queued_lines: int = 16, storage_options: Mapping[str, Any] | None = None,
+               commit_every: int = 1) -> StoreWriter:
         """Reopen a ``running`` or ``failed`` store and continue appending.
 
         Args:
@@ -205,7 +210,7 @@ class StoreWriter:
                 and overwrite the old ones). Default: continue at ``committed_lines``.
             at_direction_line: the same for the ``directions/`` group.
             at_step: the same for the ``steps/`` group (the per-step mode).
-            max_queued_lines: as in :meth:`create`.
+            max_queued_lines, commit_every: as in :meth:`create`.
 
         Raises:
             FileNotFoundError / ValueError: not a losslines store, another format version, a
@@ -214,7 +219,8 @@ class StoreWriter:
         """
         path, root, fmt = open_group_checked(path, mode="r+", storage_options=storage_options)
         if fmt != FORMAT_VERSION:
-            raise ValueError(f"{path} has losslines_format={fmt}; this writer resumes only format {FORMAT_VERSION}")
+            hint = f"; convert it first: losslines upgrade {path}" if fmt < FORMAT_VERSION else ""
+            raise ValueError(f"{path} has losslines_format={fmt}; this writer resumes only format {FORMAT_VERSION}{hint}")
         status = root.attrs.get(STATUS_ATTR)
         if status not in ("running", "failed"):
             raise ValueError(f"{path} has status {status!r}; only 'running' or 'failed' stores can be resumed")
@@ -240,8 +246,11 @@ class StoreWriter:
         for group, at, _ in groups:
             if at is not None:
                 group.update_attributes({COMMITTED_ATTR: int(at)})
-        root.update_attributes({STATUS_ATTR: "running", "status_reason": None, "finished": None})
-        return cls(path, root, layout, max_queued_lines=max_queued_lines)
+                _clear_after(group, at)  # rows past the rollback point read as unwritten again
+        json_keys = set(str(root.attrs.get(JSON_ATTRS_KEY, "") or "").split())
+        root.update_attributes(encode_attrs({STATUS_ATTR: "running", "status_reason": None, "finished": None},
+                                            json_keys))
+        return cls(path, root, layout, max_queued_lines=max_queued_lines, commit_every=commit_every)
 
     # -- properties -----------------------------------------------------------------------
     @property
@@ -348,7 +357,12 @@ class StoreWriter:
         final = {STATUS_ATTR: status if failure is None else "failed", "finished": _now()}
         if failure is not None:
             reason = f"background writer failed: {failure.__cause__ or failure!r}"
-        self._root.update_attributes({**final, "status_reason": reason})
+        if final[STATUS_ATTR] == "complete":  # final: exactly the committed lines
+            for st in self._states.values():
+                _trim(st)
+        self._set_root_attrs({**final, "status_reason": reason})
+        if final[STATUS_ATTR] == "complete":
+            consolidate(self._path)
         if failure is not None:
             raise failure
 
@@ -410,7 +424,7 @@ class StoreWriter:
                         for st in self._states.values():
                             self._write_buffer(st)
                     elif kind == "attrs":
-                        self._root.update_attributes(item[1])
+                        self._set_root_attrs(item[1])
             except BaseException as err:
                 self._error = err
             finally:
@@ -433,6 +447,8 @@ class StoreWriter:
         if (index + 1) % st.line_chunk == 0:
             self._write_buffer(st)
             st.buffer_start, st.buffer, st.written = index + 1, [], 0
+        elif len(st.buffer) - st.written >= self._commit_every:
+            self._write_buffer(st)  # rewrites the chunk being filled, committed rows unchanged
 
     def _write_buffer(self, st: _GroupState) -> None:
         """Write the buffered small arrays, then advance ``committed_lines`` (last)."""
@@ -457,6 +473,9 @@ class StoreWriter:
                 array.resize((grown,) + tuple(array.shape[1:]))
         st.allocated = grown
 
+    def _set_root_attrs(self, attrs: Mapping[str, Any]) -> None:
+        self._root.update_attributes(encode_attrs(attrs, self._json_keys))
+
     def _fill(self, spec: ArraySpec) -> np.ndarray:
         return np.full(tuple(self._sizes[d] for d in spec.dims[1:]), spec.fill_value, dtype=spec.dtype)
 
@@ -475,10 +494,77 @@ def _clear_target(path: Location, overwrite: bool) -> None:
     raise FileExistsError(f"refusing to overwrite {path}: it is not a zarr store; remove it yourself")
 
 
-def _create_arrays(group: zarr.Group, specs: list[ArraySpec], layout: StoreLayout, n_lines: int) -> None:
+def create_layout(path: Location, layout: StoreLayout, *, positions: np.ndarray, sample_ids: Mapping[str, np.ndarray],
+                  lines: int, direction_lines: int) -> zarr.Group:
+    """Create the group and every array of ``layout`` at ``path`` (no root attributes yet: the
+    caller adds them, the format number last), with ``lines`` / ``direction_lines`` allocated."""
+    root = zarr.open_group(store=path.zarr_store(), mode="w-")
+    _create_arrays(root, static_specs(layout), layout, lines, static_specs(layout) + line_specs(layout))
+    root["position"][:] = np.asarray(positions, dtype=np.float64)
+    for split, values in sample_ids.items():
+        root[f"sample_ids_{split}"][:] = values
+    _create_arrays(root, line_specs(layout), layout, lines, static_specs(layout) + line_specs(layout))
+    if layout.n_directions > 0:
+        sub = root.create_group(DIRECTIONS_GROUP, attributes={COMMITTED_ATTR: 0})
+        specs = line_specs(layout, directions=True)
+        _create_arrays(sub, specs, layout, direction_lines, specs)
+    if layout.per_step:
+        sub = root.create_group(STEPS_GROUP, attributes={COMMITTED_ATTR: 0})
+        _create_arrays(sub, step_specs(layout), layout, layout.step_chunk, step_specs(layout))
+    return root
+
+
+def _create_arrays(group: zarr.Group, specs: list[ArraySpec], layout: StoreLayout, n_lines: int,
+                   group_specs: list[ArraySpec]) -> None:
     sizes = layout.dim_sizes()
     for spec in specs:
         shape = tuple(n_lines if d in GROWING_DIMS else sizes[d] for d in spec.dims)
+        attrs: dict[str, Any] = {"description": spec.doc}
+        coords = coordinates_attr(spec, group_specs)
+        if coords:
+            attrs["coordinates"] = coords
+        if spec.per_line and spec.dtype.kind == "i":
+            attrs["_FillValue"] = int(spec.fill_value)  # while rows past the committed ones exist
         group.create_array(spec.name, shape=shape, chunks=layout.chunks(spec), dtype=spec.dtype,
-                           fill_value=spec.fill_value, compressors=_compressor(spec),
-                           dimension_names=spec.dims, attributes={"description": spec.doc})
+                           fill_value=spec.fill_value, compressors=_codecs(spec),
+                           dimension_names=spec.dims, attributes=attrs)
+
+
+def _trim(st: _GroupState) -> None:
+    """Cut every per-line array of a closed group to its committed lines; drop the integer arrays'
+    ``_FillValue`` (xarray masks with it; a trimmed array has no unwritten rows to mask)."""
+    for array in st.arrays.values():
+        if array.shape[0] != st.committed:
+            array.resize((st.committed,) + tuple(array.shape[1:]))
+        if "_FillValue" in array.attrs:
+            array.attrs.put({k: v for k, v in array.attrs.asdict().items() if k != "_FillValue"})
+    st.allocated = st.committed
+
+
+def _clear_after(group: zarr.Group, start: int) -> None:
+    """Make the rows ``[start, ...)`` of every per-line array of ``group`` read as the fill value
+    again (after a rollback): chunks wholly past ``start`` are deleted, the chunk holding row
+    ``start`` gets the fill value written over its later rows."""
+    for name in group.array_keys():
+        array = group[name]
+        dims = tuple(array.metadata.dimension_names or ())  # type: ignore[union-attr]
+        n = int(array.shape[0]) if dims and dims[0] in GROWING_DIMS else 0
+        if n <= start:
+            continue
+        chunk_end = min(n, -(-start // array.chunks[0]) * array.chunks[0])
+        if chunk_end > start:
+            array[start:chunk_end] = array.metadata.fill_value  # type: ignore[union-attr]
+        array.resize((start,) + tuple(array.shape[1:]))
+        array.resize((n,) + tuple(array.shape[1:]))
+
+
+def consolidate(path: Location) -> None:
+    """Write the metadata of every array and sub-group into the root ``zarr.json``, so that a
+    reader (a remote one above all) opens the store in one request; only for stores that no
+    longer change (zarr calls consolidated metadata an extension of format 3, hence the warning
+    it gives, silenced here)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        zarr.consolidate_metadata(path.zarr_store())

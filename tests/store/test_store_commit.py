@@ -52,9 +52,11 @@ def test_data_beyond_committed_lines_is_invisible(tmp_path, kit):
     assert store.to_xarray().sizes["line"] == 3
 
 
-def test_lines_written_but_not_committed_stay_invisible(tmp_path, kit, monkeypatch):
-    """Pause the thread between the per-sample writes and the commit of the block."""
-    layout = StoreLayout(n_points=3, n_train=4, sample_losses=("train",), sample_dtype="float32", line_chunk=2)
+@pytest.mark.parametrize("commit_every", [1, 2])
+def test_lines_written_but_not_committed_stay_invisible(tmp_path, kit, monkeypatch, commit_every):
+    """Pause the thread between the per-sample writes and the commit (every line by default, or
+    every ``commit_every`` lines)."""
+    layout = StoreLayout(n_points=3, n_train=4, sample_losses=("train",), sample_dtype="float32", line_chunk=4)
     path = tmp_path / "s.zarr"
     gate, reached = threading.Event(), threading.Event()
     original = StoreWriter._write_buffer
@@ -66,12 +68,12 @@ def test_lines_written_but_not_committed_stay_invisible(tmp_path, kit, monkeypat
         original(self, st)
 
     monkeypatch.setattr(StoreWriter, "_write_buffer", paused)
-    writer = StoreWriter.create(path, layout, attrs={}, **kit.make_inputs(layout))
-    writer.append(_line(layout, 1))
-    writer.append(_line(layout, 2))  # completes the chunk: the thread now stops before committing
+    writer = StoreWriter.create(path, layout, attrs={}, commit_every=commit_every, **kit.make_inputs(layout))
+    for step in range(1, commit_every + 1):  # the last one reaches the commit: the thread stops before it
+        writer.append(_line(layout, step))
     assert reached.wait(10)
     raw = zarr.open_group(str(path), mode="r")
-    np.testing.assert_array_equal(raw["sample_loss_train"][1], 2.0)  # on disk already
+    np.testing.assert_array_equal(raw["sample_loss_train"][commit_every - 1], float(commit_every))  # on disk already
     store = open_store(path)
     assert store.committed_lines == 0
     assert store["sample_loss_train"].read().shape == (0, 3, 4)
@@ -79,8 +81,8 @@ def test_lines_written_but_not_committed_stay_invisible(tmp_path, kit, monkeypat
     gate.set()
     writer.close()
     store.refresh()
-    assert store.committed_lines == 2
-    np.testing.assert_array_equal(store["step"].read(), [1, 2])
+    assert store.committed_lines == commit_every
+    np.testing.assert_array_equal(store["step"].read(), np.arange(1, commit_every + 1))
 
 
 def test_concurrent_reader_sees_only_complete_lines_monotonically(tmp_path, kit):
@@ -181,8 +183,8 @@ def test_resume_refuses_complete_foreign_and_newer_stores(tmp_path, kit):
     with pytest.raises(ValueError, match="status 'complete'"):
         StoreWriter.resume(path)
     raw = zarr.open_group(str(path), mode="r+")
-    raw.update_attributes({STATUS_ATTR: "running", "losslines_format": 2})
-    with pytest.raises(ValueError, match="losslines_format=2"):
+    raw.update_attributes({STATUS_ATTR: "running", "losslines_format": 3})
+    with pytest.raises(ValueError, match="losslines_format=3"):
         StoreWriter.resume(path)
     with pytest.raises(FileNotFoundError):
         StoreWriter.resume(tmp_path / "missing.zarr")

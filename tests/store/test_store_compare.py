@@ -3,6 +3,8 @@ attribute but times and versions agree."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import zarr
 
@@ -33,7 +35,7 @@ def test_one_flipped_value_one_changed_attribute_and_a_missing_array_are_found(t
     values = raw["sample_loss_train"][3]
     values[1, 2] = np.nextafter(values[1, 2], np.float16(np.inf))  # one ulp
     raw["sample_loss_train"][3] = values
-    raw.update_attributes({"config": {"seed": 2}})
+    raw.update_attributes({"config": json.dumps({"seed": 2})})  # format 2: objects as JSON text
     found = diff_stores(a, b)
     assert any(f.startswith("array sample_loss_train: 1 values differ, first at (3, 1, 2)") for f in found), found
     assert "attribute config.seed: 1 != 2" in found

@@ -38,8 +38,8 @@ def store_path(tmp_path):
 def test_summarize(store_path):
     s = summarize(store_path)
     json.dumps(s)  # machine-readable as well
-    assert (s["format"], s["status"]) == (1, "complete")
-    assert s["lines"] == {"committed": 5, "allocated": 8, "steps": [10, 50]}
+    assert (s["format"], s["status"]) == (2, "complete")
+    assert s["lines"] == {"committed": 5, "allocated": 5, "steps": [10, 50]}  # complete: trimmed
     assert s["grid"]["points"] == 5
     assert s["grid"]["spacing"] == pytest.approx(0.006)
     assert (s["grid"]["min"], s["grid"]["max"]) == pytest.approx((-0.012, 0.012))
@@ -47,7 +47,7 @@ def test_summarize(store_path):
     assert s["sample_losses"] == {"sample_loss_train": "float16", "sample_loss_val": "float16"}
     assert s["config"] == {"name": "quickstart", "model": 'resnet20 {"width": 16}',
                            "data": 'cifar10 {"train_fraction": 0.08}', "optimizer": "sgd"}
-    assert s["directions"] == {"per_line": 3, "committed": 1, "allocated": 4, "steps": [20, 20]}
+    assert s["directions"] == {"per_line": 3, "committed": 1, "allocated": 1, "steps": [20, 20]}
     assert s["bytes_stored"] > 0
     assert s["created"] and s["finished"]
 
@@ -61,7 +61,7 @@ def test_info_json_is_the_summary(store_path, capsys):
 
 def test_describe_text(store_path):
     text = describe(store_path)
-    for piece in ("losslines v1, status complete", "5 committed / 8 allocated", "steps      10 .. 50",
+    for piece in ("losslines v2, status complete", "lines      5 committed\n", "steps      10 .. 50",
                   "5 points, spacing 0.006, s in [-0.012, 0.012]", "train 6, val 3, batch 2",
                   "sample_loss_train (float16)", "directions 3 per line, 1 committed",
                   "model      resnet20", "optimizer  sgd", "on disk", "created    "):

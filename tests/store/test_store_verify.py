@@ -88,7 +88,7 @@ def test_the_sgd_slope_is_not_judged_where_the_run_switched_its_check_off(damage
     batch slope differs from −‖g‖ by design), yet verify still flagged every such line."""
     _write(damaged, "slope0_batch", 0, 0.5)
     group = zarr.open_group(str(damaged), mode="r+")
-    semantics = dict(group.attrs["semantics"])
+    semantics = json.loads(group.attrs["semantics"])  # format 2: objects as JSON text
     semantics["sgd_slope_check"] = "off: training uses dropout, the measurement evaluates it as the identity"
-    group.update_attributes({"semantics": semantics})
+    group.update_attributes({"semantics": json.dumps(semantics)})
     assert verify_store(damaged) == []

@@ -84,14 +84,14 @@ def test_writer_thread_exception_surfaces_in_the_caller(writer, monkeypatch):
     with pytest.raises(WriterError, match="disk full") as info:
         writer.flush()
     assert isinstance(info.value.__cause__, OSError)
-    with pytest.raises(WriterError, match=r"lines \[0, 2\) are committed"):
+    with pytest.raises(WriterError, match=r"lines \[0, 3\) are committed"):
         writer.append({"step": 4})
     with pytest.raises(WriterError):
         writer.close()
     store = open_store(writer.path)
-    assert (store.status, store.committed_lines) == ("failed", 2)
+    assert (store.status, store.committed_lines) == ("failed", 3)  # every line is committed as it is written
     assert "disk full" in store.attrs["status_reason"]
-    np.testing.assert_array_equal(store["step"].read(), [0, 1])
+    np.testing.assert_array_equal(store["step"].read(), [0, 1, 2])
 
 
 def test_bounded_queue_blocks_append(tmp_path, kit, monkeypatch):
