@@ -531,14 +531,22 @@ def _create_arrays(group: zarr.Group, specs: list[ArraySpec], layout: StoreLayou
 
 
 def _trim(st: _GroupState) -> None:
-    """Cut every per-line array of a closed group to its committed lines; drop the integer arrays'
-    ``_FillValue`` (xarray masks with it; a trimmed array has no unwritten rows to mask)."""
+    """Cut every per-line array of a closed group to its committed lines."""
     for array in st.arrays.values():
         if array.shape[0] != st.committed:
             array.resize((st.committed,) + tuple(array.shape[1:]))
+    st.allocated = st.committed
+    drop_fill_marks(st.group)
+
+
+def drop_fill_marks(group: zarr.Group) -> None:
+    """Remove the integer arrays' ``_FillValue`` attribute from a group trimmed to its committed
+    lines: xarray masks the fill value with it (unwritten rows read as NaN), and a trimmed array
+    has no unwritten rows, so its integers stay integers."""
+    for name in group.array_keys():
+        array = group[name]
         if "_FillValue" in array.attrs:
             array.attrs.put({k: v for k, v in array.attrs.asdict().items() if k != "_FillValue"})
-    st.allocated = st.committed
 
 
 def _clear_after(group: zarr.Group, start: int) -> None:
