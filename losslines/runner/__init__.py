@@ -7,7 +7,7 @@
 * ``parts``: the config turned into a run's parts; ``attrs``: the store attributes it writes.
 * ``data_order``, ``seeds``: the training batches and the run's seeded random streams.
 * ``loop``: the training loop; ``checkpoint``: its state on disk; ``signals``, ``progress``.
-* ``driver``: ``run(cfg)``.
+* ``driver``: ``run(cfg)``; ``tensorboard``: the optional per-line TensorBoard log (``store.tensorboard``).
 
 Import rule (docs/design.md, "Architecture"): ``losslines.engine`` never imports this package;
 the run layer builds engine objects and hands them a store sink. Names are imported lazily, so

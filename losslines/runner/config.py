@@ -191,6 +191,11 @@ class StoreConfig:
             the run's name. The checkpoints go beside it (``<path>.ckpt``).
         storage_options: fsspec options for a URL (credentials, endpoint_url, ...).
         line_chunk, sample_block, max_queued_lines: see ``StoreLayout`` and ``StoreWriter``.
+        tensorboard: a local directory (``{name}`` is the run's name) to which process 0 logs,
+            per measured line and split, s_opt, s_opt / direction_norm, update_step / s_opt,
+            the parabola fit's MAE and the loss at 0 as TensorBoard scalars at the line's step
+            (``runner.tensorboard``; needs ``pip install 'losslines[tensorboard]'``).
+            "" (the default): no TensorBoard log.
     """
 
     path: str = "runs/{name}.zarr"
@@ -198,6 +203,7 @@ class StoreConfig:
     line_chunk: int = 64
     sample_block: int = 4096
     max_queued_lines: int = 8
+    tensorboard: str = ""
 
 
 @dataclass(frozen=True)
@@ -226,6 +232,11 @@ class RunConfig:
         from losslines.store.location import location
 
         return location(self.store.path.format(name=self.name), self.store.storage_options or None)
+
+    @property
+    def tensorboard_dir(self) -> Path | None:
+        """The TensorBoard log directory with ``{name}`` filled in; None when none is asked for."""
+        return Path(self.store.tensorboard.format(name=self.name)) if self.store.tensorboard else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -270,6 +281,8 @@ _RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "store.line_chunk": (lambda v: 1 <= v <= 65536, "in [1, 65536]"),
     "store.sample_block": (lambda v: 1 <= v <= 1 << 20, "in [1, 1048576]"),
     "store.max_queued_lines": (lambda v: 1 <= v <= 4096, "in [1, 4096]"),
+    "store.tensorboard": (lambda v: v == "" or (bool(v.strip()) and "://" not in v and _formats_with_name(v)),
+                          "a local directory ('{name}' is the only placeholder), or '' for none"),
 }
 
 
@@ -441,6 +454,11 @@ def _check_consistency(cfg: RunConfig) -> None:
         key = "per_step" if m.per_step else "directions_at"
         raise ConfigError(f"config key 'measure.{key}': measure.mode = 'record' records the scheduled lines only; "
                           "per-step values and the all-directions mode need measure.mode = 'inline'")
+    if cfg.store.tensorboard and m.mode == "record":
+        raise ConfigError("config key 'store.tensorboard': a run with measure.mode = 'record' measures no line to log; "
+                          "log the lines of an inline run")
+    if cfg.store.tensorboard and cfg.tensorboard_dir == Path(cfg.store.path.format(name=cfg.name)):
+        raise ConfigError("config key 'store.tensorboard': the log directory must not be the store itself")
     if m.half_width < m.spacing:
         raise ConfigError(f"config key 'measure.half_width': {m.half_width} is below measure.spacing = {m.spacing}")
     if (m.half_width / m.spacing) * (m.max_enlargements + 1) > 100_000:

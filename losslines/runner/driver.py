@@ -17,12 +17,13 @@ from typing import Callable
 
 from losslines.runner.attrs import store_attrs
 from losslines.runner.checkpoint import check_resumable, checkpoint_dir, load_checkpoint
-from losslines.runner.config import RunConfig, config_to_dict
+from losslines.runner.config import ConfigError, RunConfig, config_to_dict
 from losslines.runner.distributed import RankSink, init_ranks, release_ranks
 from losslines.runner.loop import TrainingLoop, restore
 from losslines.runner.parts import build_parts, build_sampler
 from losslines.runner.progress import Progress
 from losslines.runner.recording import Recorder, RecordingWriter
+from losslines.runner.tensorboard import TENSORBOARD_MISSING, TensorBoardSink, tensorboard_installed
 from losslines.store import StoreSink
 
 __all__ = ["RunResult", "run"]
@@ -82,12 +83,14 @@ def _run(cfg: RunConfig, ranks, *, resume: bool, progress: bool, stop_at_step: i
     if cfg.measure.mode == "record" and ranks.sharded:  # before any data is loaded
         raise ValueError("measure.mode = 'record' runs in one process (recording is cheap); measure the "
                          "recording with several: torchrun ... -m losslines measure RECORDING --out STORE")
+    if ranks.any(ranks.is_main and bool(cfg.store.tensorboard) and not tensorboard_installed()):
+        raise ConfigError(TENSORBOARD_MISSING)  # before any data is loaded
     parts = build_parts(cfg, ranks)
     start = 0
     state = None
     if resume:
         state = load_checkpoint(ckpt_dir)
-        check_resumable(state, config_to_dict(cfg), ckpt_dir)
+        check_resumable(state, _tensorboard_as_checkpointed(config_to_dict(cfg), state.config), ckpt_dir)
         restore(parts, state)
         start = state.step
     if cfg.measure.mode == "record":  # record what each line needs; `losslines measure` measures it
@@ -101,15 +104,30 @@ def _run(cfg: RunConfig, ranks, *, resume: bool, progress: bool, stop_at_step: i
         sink = _store_sink(cfg, parts, state) if ranks.is_main else None
         if ranks.sharded:
             sink = RankSink(ranks, sink, store_path)
+        if cfg.store.tensorboard and ranks.is_main:  # tees the lines into a TensorBoard log, closed below
+            sink = TensorBoardSink(sink, cfg.tensorboard_dir, purge_step=start)
         sampler = build_sampler(parts, sink)  # validates the measurement, then creates / reopens the store
-    loop = TrainingLoop(parts, sampler, sink, checkpoint_dir=ckpt_dir, on_step=on_step,
-                        progress=Progress(progress and ranks.is_main, total=cfg.train.steps, initial=start,
-                                          desc=cfg.name, quiet=not ranks.is_main,
-                                          total_measured=parts.planned_lines,
-                                          initial_measured=state.committed_lines if state is not None else 0))
-    status, steps = loop.run(start, stop_at_step)
+    try:
+        loop = TrainingLoop(parts, sampler, sink, checkpoint_dir=ckpt_dir, on_step=on_step,
+                            progress=Progress(progress and ranks.is_main, total=cfg.train.steps, initial=start,
+                                              desc=cfg.name, quiet=not ranks.is_main,
+                                              total_measured=parts.planned_lines,
+                                              initial_measured=state.committed_lines if state is not None else 0))
+        status, steps = loop.run(start, stop_at_step)
+    finally:
+        if isinstance(sink, TensorBoardSink):
+            sink.close()
     return RunResult(store_path=cfg.store_path, status=status, steps=steps, lines=sink.writer.committed_lines,
                      wall_s=time.perf_counter() - t0)
+
+
+def _tensorboard_as_checkpointed(config: dict, checkpointed: dict) -> dict:
+    """``config`` with the checkpoint's ``store.tensorboard``: a resume may switch the TensorBoard log
+    on, off or elsewhere (it is no part of the measurement)."""
+    store = {k: v for k, v in config["store"].items() if k != "tensorboard"}
+    if "tensorboard" in checkpointed.get("store", {}):
+        store["tensorboard"] = checkpointed["store"]["tensorboard"]
+    return {**config, "store": store}
 
 
 def _store_sink(cfg: RunConfig, parts, state) -> StoreSink:
