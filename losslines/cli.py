@@ -6,26 +6,40 @@
 ``losslines measure RECORDING``    measure the lines a run recorded (measure.mode = "record"),
                                    line-parallel under torchrun
 ``losslines info STORE``           a human summary of a store
-``losslines verify STORE``         check a store against format v1 and the invariants (exit 1 if not)
+``losslines verify STORE``         check a store's format, checksums and invariants (exit 1 if not)
+``losslines upgrade STORE``        convert a format 1 store to format 2 (in place, or --out NEW)
 ``losslines analyze STORE``        the paper's metrics and figures: report.md, metrics.json, PNG/PDF
-``losslines import-pickles DIR``   convert the original research code's pickles to a v1 store
+``losslines import-pickles DIR``   convert the original research code's pickles to a store
 
-Every user error (bad config, missing file, store that is not a losslines store) is one line on
-stderr and exit code 2; an interrupted run exits 130 after saving a checkpoint.
+Exit codes: 0 done; 2 a user error (bad config, missing file, an output path that holds something
+else, a store or checkpoint that is not one): one line on stderr; 1 an internal error (an
+exception losslines did not raise as a user error, e.g. from inside torch), one line naming a file
+with the traceback (``--debug`` prints it), or ``verify`` finding problems; 130 an interrupted run,
+after saving a checkpoint. ``is_user_error`` tells the two kinds of errors apart.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import dis
 import json
 import logging
 import os
 import sys
+import tempfile
+import traceback
+from pathlib import Path
+from types import CodeType
 from typing import Sequence
 
+EXIT_INTERNAL = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+
+# Errors about paths the user named: user errors wherever they are raised (open(), fsspec, zarr).
+_PATH_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)
+_PACKAGE = Path(__file__).resolve().parent
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -100,6 +114,14 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return 1 if findings else 0
 
 
+def _cmd_upgrade(args: argparse.Namespace) -> int:
+    from losslines.store.upgrade import upgrade_store
+
+    where = upgrade_store(args.store, args.out)
+    print(f"upgraded {args.store} to store format 2: {where}")
+    return 0
+
+
 def _cmd_analyze(args: argparse.Namespace) -> int:
     from losslines.analysis import run_analyze
 
@@ -143,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="more log lines on stderr (-vv: debug, from every losslines module)")
     parser.add_argument("-q", "--quiet", action="store_true", dest="silent",
                         help="warnings and errors only: no progress, no log lines")
+    parser.add_argument("--debug", action="store_true",
+                        help="print the full traceback of an error (internal errors: exit 1; user errors: exit 2)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_parser = sub.add_parser
 
@@ -181,11 +205,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="the summary as JSON")
     p.set_defaults(func=_cmd_info)
 
-    p = sub.add_parser("verify", help="check a store against format v1 and the measurement invariants")
+    p = sub.add_parser("verify", help="check a store's format, chunk checksums and measurement invariants")
     p.add_argument("store", help="a store: local path or fsspec URL (s3://..., memory://...)")
     p.add_argument("--json", action="store_true",
                    help="the verdict and every finding (check, where, detail) as JSON; exit 1 if any")
     p.set_defaults(func=_cmd_verify)
+
+    p = sub.add_parser("upgrade", help="convert a format 1 store to format 2 (in place, or to --out)")
+    p.add_argument("store", help="a format 1 store: local path or fsspec URL")
+    p.add_argument("--out", default=None,
+                   help="write the format 2 store here and keep the old one (default: convert in place; local only)")
+    p.set_defaults(func=_cmd_upgrade)
 
     p = sub.add_parser("analyze", help="write report.md, metrics.json and figures for a store")
     add_analyze_arguments(p)
@@ -214,6 +244,55 @@ def configure_logging(verbose: int, silent: bool) -> None:
     logging.getLogger("losslines.engine").setLevel(level if verbose else max(level, logging.WARNING))
 
 
+def is_user_error(err: BaseException) -> bool:
+    """Is ``err`` the user's to fix (exit 2, one line) rather than an internal error (exit 1)?
+
+    User errors are the path errors (``FileNotFoundError``, ``FileExistsError``,
+    ``NotADirectoryError``, ``IsADirectoryError``, ``PermissionError``) and every ``ValueError``
+    (``ConfigError`` included) that a ``raise`` statement of the losslines package raised: its
+    validation. A ``ValueError`` raised inside numpy, torch or zarr, or by a builtin or C
+    function that losslines called (e.g. ``int("x")``), is internal, as is every other exception.
+    """
+    if isinstance(err, _PATH_ERRORS):
+        return True
+    return isinstance(err, ValueError) and _raised_by_losslines(err)
+
+
+def _raised_by_losslines(err: BaseException) -> bool:
+    """Was ``err`` raised by a ``raise`` statement in the losslines package (its innermost frame)?"""
+    tb = err.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    code = tb.tb_frame.f_code
+    if not Path(code.co_filename).resolve().is_relative_to(_PACKAGE):
+        return False
+    return _opname_at(code, tb.tb_lasti) in ("RAISE_VARARGS", "RERAISE")  # not a CALL into C code
+
+
+def _opname_at(code: CodeType, offset: int) -> str | None:
+    return next((ins.opname for ins in dis.get_instructions(code) if ins.offset == offset), None)
+
+
+def _report_internal_error(err: BaseException, debug: bool) -> str:
+    """The line telling where the traceback of an internal error is: printed above (``--debug``),
+    or written to a new file in the temporary directory."""
+    if debug:
+        return "(traceback above)"
+    try:
+        with tempfile.NamedTemporaryFile("w", prefix="losslines-traceback-", suffix=".log", delete=False) as f:
+            traceback.print_exception(err, file=f)
+    except OSError as write_err:
+        return f"(the traceback could not be saved: {write_err}; run with --debug to print it)"
+    return f"(traceback in {f.name}; run with --debug to print it)"
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -225,10 +304,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("losslines: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError) as err:
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        print(f"losslines: error: {message}", file=sys.stderr)
-        return EXIT_USAGE
+    except Exception as err:  # noqa: BLE001 - every error ends as one line and an exit code
+        if args.debug:
+            traceback.print_exception(err, file=sys.stderr)
+        if is_user_error(err):
+            print(f"losslines: error: {_first_line(err)}", file=sys.stderr)
+            return EXIT_USAGE
+        where = _report_internal_error(err, args.debug)
+        print(f"losslines: internal error: {type(err).__name__}: {_first_line(err)} {where}", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -3,7 +3,8 @@
 Measuring must consume no randomness of the training run (docs/design.md, "The measurement"),
 and a checkpoint must restore every generator training touches. Both use this one snapshot of
 torch's CPU generator, the generators of initialised CUDA devices, Python's ``random`` and
-NumPy's global generator.
+NumPy's global generator, as tensors and plain data only (a checkpoint is loaded with
+``torch.load(weights_only=True)``, which refuses NumPy objects).
 """
 
 from __future__ import annotations
@@ -17,8 +18,12 @@ import torch
 
 
 def global_rng_state() -> dict[str, Any]:
-    """Snapshot of the global generators: ``{"torch", "numpy", "python"[, "cuda"]}``."""
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """Snapshot of the global generators: ``{"torch", "numpy", "python"[, "cuda"]}``.
+
+    ``torch`` and ``cuda`` are uint8 state tensors (``cuda``: a list, one per device), ``python``
+    is ``random.getstate()`` (a tuple of ints), ``numpy`` is :func:`numpy_rng_state`.
+    """
+    state = {"torch": torch.get_rng_state(), "numpy": numpy_rng_state(), "python": random.getstate()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -27,10 +32,25 @@ def global_rng_state() -> dict[str, Any]:
 def set_global_rng_state(state: dict[str, Any]) -> None:
     """Restore the generators captured by :func:`global_rng_state`."""
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    set_numpy_rng_state(state["numpy"])
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def numpy_rng_state() -> dict[str, Any]:
+    """NumPy's global generator as plain data: ``np.random.get_state(legacy=False)`` with the
+    MT19937 key (624 uint32 words) as a tuple of Python ints instead of an array."""
+    state = np.random.get_state(legacy=False)
+    return {"bit_generator": str(state["bit_generator"]), "key": tuple(state["state"]["key"].tolist()),
+            "pos": int(state["state"]["pos"]), "has_gauss": int(state["has_gauss"]), "gauss": float(state["gauss"])}
+
+
+def set_numpy_rng_state(state: dict[str, Any]) -> None:
+    """Restore NumPy's global generator from :func:`numpy_rng_state`."""
+    np.random.set_state({"bit_generator": state["bit_generator"],
+                         "state": {"key": np.array(state["key"], dtype=np.uint32), "pos": state["pos"]},
+                         "has_gauss": state["has_gauss"], "gauss": state["gauss"]})
 
 
 @contextmanager

@@ -62,8 +62,9 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: bool = True, stop_at_
 
     Raises:
         ValueError / FileNotFoundError / FileExistsError: bad config, missing dataset, a store
-            that already exists (without ``resume``) or a checkpoint of a different config. A
-            refused setting leaves no store behind.
+            that already exists (without ``resume``), a path that holds something other than a
+            store (never written to, with or without ``resume``), a checkpoint of a different config
+            or one that is not only tensors and plain data. A refused setting leaves no store behind.
     """
     t0 = time.perf_counter()
     ranks = init_ranks(cfg.device)  # one process, or those torchrun started (runner.distributed)
@@ -77,8 +78,11 @@ def _run(cfg: RunConfig, ranks, *, resume: bool, progress: bool, stop_at_step: i
          on_step: Callable[[int], None] | None, t0: float) -> RunResult:
     store_path = cfg.store_location
     ckpt_dir = checkpoint_dir(store_path)
+    what = "recording" if cfg.measure.mode == "record" else "store"
+    if ranks.any(ranks.is_main and store_path.exists() and not store_path.is_zarr_group()):
+        raise FileExistsError(f"{store_path} exists and is not a losslines {what}; it is left untouched: "
+                              "choose another --out")
     if ranks.any(ranks.is_main and not resume and store_path.exists()):
-        what = "recording" if cfg.measure.mode == "record" else "store"
         raise FileExistsError(f"{what} {store_path} already exists; pass --resume to continue it or --out for a new path")
     if cfg.measure.mode == "record" and ranks.sharded:  # before any data is loaded
         raise ValueError("measure.mode = 'record' runs in one process (recording is cheap); measure the "

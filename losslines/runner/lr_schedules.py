@@ -29,12 +29,16 @@ def lr_schedule_names() -> tuple[str, ...]:
 def lr_at(train: TrainConfig, step: int) -> float:
     """Learning rate λ at ``step`` under ``train.lr_schedule``.
 
+    Returns:
+        λ as a Python float (a schedule returning a NumPy or 0-d torch scalar is converted: λ goes
+        into the optimizer state, and a checkpoint holds plain data only).
+
     Raises:
         ValueError: unknown schedule name (listing the registered ones).
     """
     if train.lr_schedule not in _SCHEDULES:
         raise ValueError(f"unknown lr_schedule {train.lr_schedule!r}; valid schedules: {', '.join(_SCHEDULES)}")
-    return _SCHEDULES[train.lr_schedule](train, step)
+    return float(_SCHEDULES[train.lr_schedule](train, step))
 
 
 register_lr_schedule("constant", lambda t, step: t.lr)

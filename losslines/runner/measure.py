@@ -57,8 +57,9 @@ def measure_recording(recording: str | os.PathLike[str] | Location, out: str | o
         storage_options: fsspec options of ``out`` (default: the recorded config's).
 
     Raises:
-        FileNotFoundError / ValueError: no recording there, or not one; ``out`` exists (without
-            ``resume``) or holds other lines than the recording's.
+        FileNotFoundError / ValueError / FileExistsError: no recording there, or not one; ``out``
+            exists (without ``resume``), holds something other than a store (never written to), or
+            holds other lines than the recording's.
     """
     t0 = time.perf_counter()
     rec = RecordingReader(recording)
@@ -81,6 +82,8 @@ def measure_recording(recording: str | os.PathLike[str] | Location, out: str | o
 def _measure(rec: RecordingReader, cfg: RunConfig, ranks: Ranks, *, resume: bool, progress: bool,
              t0: float) -> RunResult:
     out = cfg.store_location
+    if ranks.any(ranks.is_main and out.exists() and not out.is_zarr_group()):
+        raise FileExistsError(f"{out} exists and is not a losslines store; it is left untouched: choose another --out")
     if ranks.any(ranks.is_main and not resume and out.exists()):
         raise FileExistsError(f"store {out} already exists; pass --resume to continue it or --out for a new path")
     # every process builds the measurement sets whole: it measures whole lines (nothing is sharded)
