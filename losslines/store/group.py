@@ -36,7 +36,8 @@ def open_group_checked(where: str | os.PathLike[str] | Location, mode: str = "r"
     if not loc.is_zarr_group():
         raise ValueError(f"{loc} is not a losslines store (no zarr.json; expected a zarr v3 group)")
     try:
-        group = zarr.open_group(store=loc.zarr_store(read_only=mode == "r"), mode=mode)  # type: ignore[arg-type]
+        group = zarr.open_group(store=loc.zarr_store(read_only=mode == "r"), mode=mode,  # type: ignore[arg-type]
+                                use_consolidated=use_consolidated(loc, mode))
     except Exception as err:
         raise ValueError(f"{loc} is not a losslines store (cannot open as a zarr v3 group: {err})") from err
     fmt = group.attrs.get(FORMAT_ATTR)
@@ -46,6 +47,14 @@ def open_group_checked(where: str | os.PathLike[str] | Location, mode: str = "r"
                              f"losslines measure {loc} --out STORE")
         raise ValueError(f"{loc} is a zarr group but not a losslines store (no {FORMAT_ATTR!r} attribute)")
     return loc, group, int(fmt)  # type: ignore[arg-type]
+
+
+def use_consolidated(loc: Location, mode: str = "r") -> bool | None:
+    """Whether to read a store's consolidated metadata (docs/store-format.md, "Container"): for a
+    remote store opened to read, when it has some (one request opens it); never for a local one
+    (reading the files themselves costs little and cannot be stale) nor for writing (a writer
+    must see, and change, the arrays' own metadata)."""
+    return None if not loc.is_local and mode == "r" else False
 
 
 def member_names(group: zarr.Group) -> tuple[list[str], list[str]]:

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator, Mapping
 import numpy as np
 import zarr
 
-from losslines.store.group import infer_layout, member_names, open_group_checked
+from losslines.store.group import infer_layout, member_names, open_group_checked, use_consolidated
 from losslines.store.location import Location
 from losslines.store.schema import (COMMITTED_ATTR, COORDINATES, DIRECTIONS_GROUP, FORMAT_ATTR, GROWING_DIMS,
                                     READABLE_FORMATS, STATUS_ATTR, STEPS_GROUP, StoreLayout, decode_attrs, encode_attrs)
@@ -164,7 +164,8 @@ class LineStore:
         """Re-read the attributes (``committed_lines``, ``status``) of a store being written."""
         if self._root is not None:
             self._root.refresh()
-        self._group = zarr.open_group(store=self.path.zarr_store(read_only=True), mode="r")
+        self._group = zarr.open_group(store=self.path.zarr_store(read_only=True), mode="r",
+                                      use_consolidated=use_consolidated(self.path))
         self.attrs = decode_attrs(self._group.attrs.asdict())
         self._committed = int(self.attrs[COMMITTED_ATTR])
         self._names, self._groups = member_names(self._group)
@@ -219,6 +220,13 @@ class LineStore:
         if name not in self._arrays:
             self._arrays[name] = StoreArray(self._group[name], name, self._committed)
         return self._arrays[name]
+
+    def stored_array(self, name: str) -> zarr.Array:
+        """The zarr array ``name`` as stored: its whole allocation, rows past the committed lines
+        included (for checks of the store itself; read data through ``self[name]``)."""
+        if name not in self._names:
+            raise KeyError(f"store {self.path} has no array {name!r}")
+        return self._group[name]  # type: ignore[return-value]
 
     @property
     def position(self) -> np.ndarray:

@@ -1,10 +1,16 @@
-"""``losslines verify STORE``: check a store against format v1 and the measurement's invariants.
+"""``losslines verify STORE``: check a store against its format and the measurement's invariants.
 
-Two kinds of checks, both read blockwise (bounded memory, no torch):
+Three kinds of checks, all read blockwise (bounded memory, no torch):
 
-* **Format**: every array the layout implies exists with the dimension names and dtype of
-  :mod:`losslines.store.schema`, no array is unknown, per-line arrays hold at least
-  ``committed_lines`` lines, the grid is strictly increasing with 0 on it.
+* **Format**: the format number is one this losslines reads, the required attributes exist with
+  their types (``json_attrs`` decodes), every array the layout implies exists with the
+  dimension names and dtype of :mod:`losslines.store.schema`, no array is unknown, per-line
+  arrays hold at least ``committed_lines`` lines (exactly that many in a complete format 2
+  store), the grid is strictly increasing with 0 on it, sample ids are valid.
+* **Integrity**: every stored chunk that holds committed data decodes; in format 2 this checks
+  each chunk's CRC-32C, so a changed or truncated chunk is named (array and chunk index). A
+  deleted chunk reads as the fill value; the checks below find it where data must exist
+  (the losses at s = 0 of every committed line and sample, the steps, the sample ids).
 * **Invariants** of docs/design.md ("The measurement") on the committed lines: ``update_step = lr · direction_norm``;
   the full-batch mean equals the mean of the stored per-sample losses (within the rounding of
   their dtype); the losses at s = 0 are finite; ``batch_ids`` are valid; for the paper's own
@@ -16,14 +22,20 @@ A finding is a one-line :class:`Finding`; ``verify_store`` returns them all (emp
 
 from __future__ import annotations
 
+import itertools
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import zarr
 
 from losslines.records import sgd_slope_mismatch
+from losslines.store.group import member_names, open_group_checked
 from losslines.store.reader import LineStore, open_store
-from losslines.store.schema import line_specs, static_specs, step_specs
+from losslines.store.schema import (COMMITTED_ATTR, DIRECTIONS_GROUP, FORMAT_ATTR, GROWING_DIMS, JSON_ATTRS_KEY,
+                                    READABLE_FORMATS, STATUS_ATTR, STATUSES, STEPS_GROUP, line_specs, static_specs,
+                                    step_specs)
 
 # Relative tolerances of the checks (the store keeps float32 means and f16/f32 samples).
 UPDATE_RTOL = 1e-5
@@ -51,14 +63,21 @@ def _check_format(store: LineStore, prefix: str, specs: list) -> list[Finding]:
     for name in sorted(set(store.names) - set(expected)):
         out.append(Finding("format", prefix + name, f"array is not part of format {version}"))
     for name in sorted(set(expected) & set(store.names)):
-        arr, spec = store[name], expected[name]
-        if arr.dims != spec.dims:
-            out.append(Finding("format", prefix + name, f"dims {arr.dims}, expected {spec.dims}"))
-        if arr.dtype != spec.dtype:
+        arr, spec = store.stored_array(name), expected[name]
+        dims = tuple(arr.metadata.dimension_names or ())
+        if dims != spec.dims:
+            out.append(Finding("format", prefix + name, f"dims {dims}, expected {spec.dims}"))
+        if np.dtype(arr.dtype) != spec.dtype:
             out.append(Finding("format", prefix + name, f"dtype {arr.dtype}, expected {spec.dtype}"))
-    if store.committed_lines > store.allocated_lines:
-        out.append(Finding("format", prefix + "committed_lines",
-                           f"{store.committed_lines} exceeds the {store.allocated_lines} allocated lines"))
+    for name in sorted(set(expected) & set(store.names)):
+        if not expected[name].per_line:
+            continue
+        length = int(store.stored_array(name).shape[0])  # the allocation, not cut to the committed lines
+        if length < store.committed_lines:
+            out.append(Finding("shape", prefix + name, f"holds {length} lines but {store.committed_lines} are committed"))
+        elif version >= 2 and store.status == "complete" and length != store.committed_lines:
+            out.append(Finding("shape", prefix + name,
+                               f"holds {length} lines; a complete store holds exactly its {store.committed_lines}"))
     return out
 
 
@@ -92,6 +111,9 @@ def _check_lines(store: LineStore, block: int) -> list[Finding]:
 
     for start in range(0, store.committed_lines, block):
         stop = min(start + block, store.committed_lines)
+        steps = store["step"][start:stop]
+        if np.any(steps < 0):
+            out.append(Finding("missing", f"step line {first_bad(steps < 0, start)}", "no training step (unwritten)"))
         lr, norm, upd = (store[n][start:stop].astype(np.float64) for n in ("lr", "direction_norm", "update_step"))
         known = np.isfinite(lr)
         bad = known & ~np.isclose(upd, lr * norm, rtol=UPDATE_RTOL, atol=0)
@@ -107,6 +129,12 @@ def _check_lines(store: LineStore, block: int) -> list[Finding]:
             name = f"sample_loss_{split}"
             if store.has(name):
                 samples = store[name][start:stop].astype(np.float64)
+                if zero is not None and split != "batch":  # every sample is measured at s = 0
+                    missing = ~np.isfinite(samples[:, zero, :]) & np.isfinite(loss[:, zero])[:, None]
+                    if missing.any():
+                        i, k = np.argwhere(missing)[0]
+                        out.append(Finding("missing", f"{name} line {start + i} sample {k}",
+                                           f"not finite at s = 0 although loss_{split} is"))
                 measured = np.isfinite(samples).any(axis=-1)  # padded batch slots and unmeasured points are NaN
                 mean = np.full(loss.shape, np.nan)
                 mean[measured] = np.nanmean(samples[measured], axis=-1)
@@ -134,20 +162,140 @@ def verify_store(path: str | Path, *, lines_per_block: int = 256) -> list[Findin
     """All findings on the store at ``path`` (an empty list: the store is valid).
 
     Raises:
-        FileNotFoundError / ValueError: not a store, or a format this version cannot read.
+        FileNotFoundError / ValueError: nothing there, or not a losslines store at all.
     """
-    store = open_store(path)
+    loc, group, fmt = open_group_checked(path)
+    if fmt not in READABLE_FORMATS:
+        return [Finding("format", FORMAT_ATTR, f"losslines_format={fmt}; this losslines reads {list(READABLE_FORMATS)}")]
+    stale = _check_consolidated(loc, group)  # independent of the rest: always reported
+    findings = _check_attrs(group, fmt)
+    if findings:  # without trustworthy attributes the rest cannot be judged
+        return stale + findings
+    try:
+        store = open_store(path)
+        store.layout
+    except (ValueError, KeyError) as err:
+        return stale + [Finding("format", str(path), str(err))]
+    findings = _check_chunks(group, store)
+    if findings:  # the data checks would read the undecodable chunks
+        return stale + findings
+    return stale + _verify_open(store, lines_per_block)
+
+
+def stored_state(path: str | Path) -> tuple[object, object]:
+    """``(committed_lines, status)`` as stored, undecoded and unchecked (for a verdict line that
+    must print even when the attributes are what is wrong)."""
+    _, group, _ = open_group_checked(path)
+    return group.attrs.get(COMMITTED_ATTR), group.attrs.get(STATUS_ATTR)
+
+
+def _check_attrs(group: zarr.Group, fmt: int) -> list[Finding]:
+    """The required attributes of the root and the sub-groups, with their types."""
+    attrs = dict(group.attrs.asdict())
+    out = []
+    for key in (attrs.get(JSON_ATTRS_KEY) or "").split() if fmt >= 2 else ():
+        try:
+            attrs[key] = json.loads(attrs[key])
+        except (KeyError, TypeError, ValueError) as err:
+            out.append(Finding("attributes", key, f"listed in {JSON_ATTRS_KEY} but not JSON text ({err})"))
+    if fmt >= 2 and not isinstance(attrs.get(JSON_ATTRS_KEY), str):
+        out.append(Finding("attributes", JSON_ATTRS_KEY, "missing (format 2 requires it)"))
+    if attrs.get(STATUS_ATTR) not in STATUSES:
+        out.append(Finding("attributes", STATUS_ATTR, f"{attrs.get(STATUS_ATTR)!r} is not one of {list(STATUSES)}"))
+    _, groups = member_names(group)
+    for prefix, attrs_of in [("", attrs)] + [(f"{g}/", dict(group[g].attrs.asdict())) for g in groups
+                                            if g in (DIRECTIONS_GROUP, STEPS_GROUP)]:
+        value = attrs_of.get(COMMITTED_ATTR)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            out.append(Finding("attributes", prefix + COMMITTED_ATTR, f"{value!r} is not a count of lines"))
+    if not isinstance(attrs.get("created"), str):
+        out.append(Finding("attributes", "created", f"{attrs.get('created')!r} is not a time"))
+    return out
+
+
+def _check_consolidated(loc, group: zarr.Group) -> list[Finding]:
+    """A store's consolidated metadata (complete format 2 stores) must equal the nodes' own."""
+    root = json.loads((loc / "zarr.json").read_bytes())
+    consolidated = (root.get("consolidated_metadata") or {}).get("metadata")
+    if consolidated is None:
+        return []
+    actual = {}
+    for prefix, grp in [("", group)] + [(f"{g}/", group[g]) for g in member_names(group)[1]]:
+        arrays, groups = member_names(grp)
+        actual.update({prefix + name: grp[name] for name in arrays + groups})
+    out = []
+    for key in sorted(set(consolidated) | set(actual)):
+        if key not in actual or key not in consolidated:
+            out.append(Finding("consolidated", key, "in the consolidated metadata only" if key in consolidated
+                               else "missing from the consolidated metadata"))
+        elif consolidated[key].get("shape") is not None and \
+                tuple(consolidated[key]["shape"]) != tuple(actual[key].shape):  # type: ignore[union-attr]
+            out.append(Finding("consolidated", key, f"shape {tuple(consolidated[key]['shape'])} in the consolidated "
+                               f"metadata, {tuple(actual[key].shape)} in the array's own"))  # type: ignore[union-attr]
+    return out
+
+
+def _check_chunks(group: zarr.Group, store: LineStore) -> list[Finding]:
+    """Decode every chunk that holds committed data (format 2: its CRC-32C), naming each bad one."""
+    out: list[Finding] = []
+    groups = [("", group, store.committed_lines)]
+    for name, sub in ((DIRECTIONS_GROUP, store.directions), (STEPS_GROUP, store.steps)):
+        if sub is not None:
+            groups.append((name + "/", group[name], sub.committed_lines))
+    for prefix, grp, committed in groups:
+        arrays, _ = member_names(grp)
+        for name in arrays:
+            try:
+                array = grp[name]
+            except Exception as err:  # unreadable metadata
+                out.append(Finding("format", prefix + name, f"array metadata unreadable ({err})"))
+                continue
+            dims = tuple(array.metadata.dimension_names or ())
+            rows = committed if dims and dims[0] in GROWING_DIMS else None
+            out += _bad_chunks(array, prefix + name, rows)
+    return out
+
+
+def _bad_chunks(array: zarr.Array, where: str, rows: int | None) -> list[Finding]:
+    if array.ndim == 0:
+        return []
+    grid = [-(-n // c) for n, c in zip(array.shape, array.chunks)]
+    if rows is not None:  # only the chunks holding committed lines
+        grid[0] = min(grid[0], -(-rows // array.chunks[0]))
+    out = []
+    for index in itertools.product(*(range(n) for n in grid)):
+        try:
+            array.get_block_selection(index)
+        except Exception as err:
+            chunk = ".".join(map(str, index))
+            out.append(Finding("checksum", f"{where} chunk {chunk}", f"cannot be decoded: {type(err).__name__}: {err}"))
+    return out
+
+
+def _verify_open(store: LineStore, lines_per_block: int) -> list[Finding]:
     layout = store.layout
     version = store.format
     findings = _check_format(store, "", line_specs(layout, version=version) + static_specs(layout))
-    findings += _check_grid(store.position) + _check_lines(store, lines_per_block)
-    sub = store.directions
+    sub, steps = store.directions, store.steps
     if sub is not None:
         findings += _check_format(sub, "directions/", line_specs(layout, directions=True, version=version))
-    steps = store.steps
     if steps is not None:
-        findings += _check_format(steps, "steps/", step_specs(layout)) + _check_steps(steps, _plain_sgd(store))
+        findings += _check_format(steps, "steps/", step_specs(layout))
+    if any(f.check in ("format", "shape") for f in findings):
+        return findings  # the data checks assume the arrays of the format
+    findings += _check_grid(store.position) + _check_ids(store) + _check_lines(store, lines_per_block)
+    if steps is not None:
+        findings += _check_steps(steps, _plain_sgd(store))
     return findings
+
+
+def _check_ids(store: LineStore) -> list[Finding]:
+    out = []
+    for split in ("train", "val"):
+        ids = store.sample_ids(split)
+        if ids.size and (np.any(ids < 0) or np.any(np.diff(ids) <= 0)):
+            out.append(Finding("sample_ids", f"sample_ids_{split}", "negative (unwritten) or not strictly ascending"))
+    return out
 
 
 def _check_steps(steps: LineStore, plain_sgd: bool) -> list[Finding]:

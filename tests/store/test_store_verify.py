@@ -72,6 +72,8 @@ def test_missing_and_unknown_arrays_are_found(damaged):
 
 def test_damage_past_committed_lines_is_ignored(damaged):
     """Only committed lines are checked: a half-written line beyond the mark is not a finding."""
+    # a failed store may hold rows past the mark (a complete one is trimmed and consolidated)
+    zarr.open_group(str(damaged), mode="r+", use_consolidated=False).update_attributes({"status": "failed"})
     arr = zarr.open_group(str(damaged), mode="r+")["update_step"]
     arr.resize((arr.shape[0] + 2,))
     arr[-1] = 999.0
