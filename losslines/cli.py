@@ -97,20 +97,18 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from losslines.store.reader import open_store
-    from losslines.store.verify import verify_store
+    from losslines.store.verify import stored_state, verify_store
 
     findings = verify_store(args.store)
-    store = open_store(args.store)
+    committed, status = stored_state(args.store)  # as stored: they may be what is wrong
     if args.json:
-        print(json.dumps({"store": str(store.path), "valid": not findings, "committed_lines": store.committed_lines,
-                          "status": store.status, "findings": [dataclasses.asdict(f) for f in findings]}, indent=2))
+        print(json.dumps({"store": str(args.store), "valid": not findings, "committed_lines": committed,
+                          "status": status, "findings": [dataclasses.asdict(f) for f in findings]}, indent=2))
         return 1 if findings else 0
     for finding in findings:
         print(finding)
     verdict = "invalid" if findings else "valid"
-    print(f"{verdict}: {args.store} ({store.committed_lines} committed lines, status {store.status}, "
-          f"{len(findings)} finding(s))")
+    print(f"{verdict}: {args.store} ({committed} committed lines, status {status}, {len(findings)} finding(s))")
     return 1 if findings else 0
 
 
