@@ -141,7 +141,8 @@ def load_checkpoint(directory: Location) -> TrainingState:
         raise ValueError(f"checkpoint {source} is damaged or not a torch checkpoint ({_gist(err)}); start the run "
                          "again") from err
     if not isinstance(payload, dict) or payload.pop("format", None) != CHECKPOINT_FORMAT:
-        raise ValueError(f"checkpoint {source} has an unsupported format (not {CHECKPOINT_FORMAT}); start the run again")
+        raise ValueError(f"checkpoint {source} has an unsupported format (not {CHECKPOINT_FORMAT}); "
+                         "start the run again")
     fields = {f.name: f for f in dataclasses.fields(TrainingState)}
     required = {name for name, f in fields.items() if f.default is dataclasses.MISSING}
     if not required <= set(payload) <= set(fields):

@@ -122,7 +122,8 @@ def test_a_run_s_checkpoint_loads_with_weights_only(tmp_path, tiny_config, overr
     raw = (checkpoint_dir(cfg.store_location) / "latest.pt").read_bytes()
     payload = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     assert payload["format"] == 2 and payload["step"] == 4
-    assert isinstance(payload["global_rng"]["numpy"]["key"], tuple) and len(payload["global_rng"]["numpy"]["key"]) == 624
+    key = payload["global_rng"]["numpy"]["key"]
+    assert isinstance(key, tuple) and len(key) == 624
     assert payload["stepper"]  # the optimizer's or the SGD direction's state came through
 
 
@@ -296,7 +297,8 @@ def _fail_inside_the_run(error: BaseException):
 def test_internal_error_is_one_line_naming_a_traceback_file(tmp_path, stopped_run, monkeypatch, capsys):
     _, config = stopped_run
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    monkeypatch.setattr("losslines.runner.driver.run", _fail_inside_the_run(RuntimeError("CUDA error: device-side assert triggered")))
+    failure = RuntimeError("CUDA error: device-side assert triggered")
+    monkeypatch.setattr("losslines.runner.driver.run", _fail_inside_the_run(failure))
     capsys.readouterr()
     assert main(["run", str(config), "-q", "--out", str(tmp_path / "new.zarr")]) == 1
     line = _one_line(capsys.readouterr().err)
@@ -323,6 +325,7 @@ def test_a_value_error_from_inside_numpy_is_internal(tmp_path, stopped_run, monk
 
 def test_debug_prints_the_traceback(tmp_path, stopped_run, monkeypatch, capsys):
     _, config = stopped_run
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     monkeypatch.setattr("losslines.runner.driver.run", _fail_inside_the_run(RuntimeError("boom")))
     capsys.readouterr()
     assert main(["--debug", "run", str(config), "-q", "--out", str(tmp_path / "new.zarr")]) == 1
