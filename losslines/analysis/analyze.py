@@ -70,7 +70,7 @@ def analyze_store(
     """Analyse a losslines store and write the report folder.
 
     Args:
-        path: the store (format v1).
+        path: the store (format 1 or 2).
         out_dir: report folder (created; default ``<store>.analysis`` next to the store).
         lines: analysed committed lines, ``"START:STOP[:STEP]"`` or a slice; default all.
         window: fit / distance window half-width (overrides ``options.window``).
@@ -192,7 +192,7 @@ def _draw(res: AnalysisResult, out: Path) -> dict[str, list[Path]]:
 def add_analyze_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the arguments of ``losslines analyze`` to ``parser``."""
     d = AnalysisOptions()
-    parser.add_argument("store", help="path of the losslines store (format v1)")
+    parser.add_argument("store", help="path of the losslines store")
     parser.add_argument("--out", default=None, help="report folder (default: STORE.analysis)")
     parser.add_argument("--lines", default=None, metavar="START:STOP[:STEP]",
                         help="analysed committed lines, Python slice syntax (default: all)")

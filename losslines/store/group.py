@@ -79,7 +79,7 @@ def member_names(group: zarr.Group) -> tuple[list[str], list[str]]:
 
 
 def infer_layout(group: zarr.Group) -> StoreLayout:
-    """The :class:`StoreLayout` a v1 store was created with, read back from its arrays.
+    """The :class:`StoreLayout` a store was created with, read back from its arrays.
 
     ``sample_block`` is recovered from the chunks of the per-sample arrays (the default when
     the store has none); every other field is exact.
@@ -87,7 +87,7 @@ def infer_layout(group: zarr.Group) -> StoreLayout:
     array_names, group_names = member_names(group)
     names = set(array_names)
     if "position" not in names or "step" not in names:
-        raise ValueError("store lacks the 'position' or 'step' array; not a losslines v1 store")
+        raise ValueError("store lacks the 'position' or 'step' array; not a losslines store")
 
     def size(name: str, axis: int = -1) -> int:
         return int(group[name].shape[axis]) if name in names else 0

@@ -1,4 +1,4 @@
-"""Import the original research code's per-step pickles into a v1 store (``losslines import-pickles``).
+"""Import the original research code's per-step pickles into a store (``losslines import-pickles``).
 
 The paper's code wrote one file per measured step, ``line_data_{step}.pickle``, holding an
 8-tuple::
@@ -13,7 +13,7 @@ module unpickles with a restricted :class:`pickle.Unpickler` that (a) only admit
 this format needs (numpy arrays, torch tensors, builtins) and (b) reroutes torch's storage
 loader to ``torch.load(..., map_location="cpu", weights_only=True)``. Torch is imported lazily.
 
-Mapping into format v1: per-sample arrays are transposed to ``[K, N]`` (``sample_loss_train``,
+Mapping into the store format: per-sample arrays are transposed to ``[K, N]`` (``sample_loss_train``,
 ``sample_loss_val``, ``sample_loss_batch``; float32 by default), the means over samples become
 ``loss_{train,val,batch}`` (accumulated in float64), ``update_step`` and ``direction_norm`` are
 copied, ``lr`` is the given learning rate (NaN: unknown), the step comes from the tuple.
@@ -205,7 +205,7 @@ def import_pickles(
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> Path:
-    """Convert a folder of ``line_data_{step}.pickle`` files into a v1 store.
+    """Convert a folder of ``line_data_{step}.pickle`` files into a store.
 
     Files are read twice, one at a time (positions and sizes first, then the values), so memory
     stays at one file.

@@ -1,4 +1,4 @@
-"""Store format v1: the names, dimensions, dtypes and chunking of every array.
+"""Store format 2: the names, dimensions, dtypes and chunking of every array.
 
 This module is the store's side of the contract with the engine: the engine emits
 ``losslines.records.LineRecord`` s, and this module maps them to arrays (:func:`record_arrays`,
@@ -21,6 +21,7 @@ array                          dims                            dtype     meaning
 ``sample_loss_train``          (line, point, sample_train)     f16/f32   per-sample losses
 ``sample_loss_val``            (line, point, sample_val)       f16/f32   per-sample losses
 ``sample_loss_batch``          (line, point, batch_slot)       f16/f32   per-sample losses
+``sample_slope0_{split}``      (line, sample_{split})          f32       per-sample dℓ/ds at s = 0
 ``batch_ids``                  (line, batch_slot)              i64       dataset ids of the batch
 ``sample_ids_train``           (sample_train,)                 i64       stable ids, measured set
 ``sample_ids_val``             (sample_val,)                   i64       stable ids, held-out set
@@ -31,16 +32,19 @@ The sample dimension carries the split in its name (``sample_train``, ``sample_v
 of a store in one Dataset. NaN marks a point that was not measured (unused enlargement rings).
 
 The "all directions" mode writes the same per-line arrays under the sub-group ``directions/``
-with a ``direction`` dimension after ``line`` (``loss_train`` is ``(line, direction, point)``,
-``sample_loss_train`` is ``(line, direction, point, sample_train)``); ``position`` and the
-sample ids live at the root only.
+with the growing dimension ``direction_line`` and a ``direction`` dimension after it
+(``loss_train`` is ``(direction_line, direction, point)``); ``position`` and the sample ids
+live at the root only. ``step``, ``epoch``, ``position`` and ``sample_ids_*`` are coordinates
+(each array's ``coordinates`` attribute names those along its dimensions).
 
-Group attributes: ``losslines_format`` (= 1), ``status`` (``running``/``complete``/``failed``),
+Group attributes: ``losslines_format`` (= 2), ``status`` (``running``/``complete``/``failed``),
 ``committed_lines`` (lines ``[0, committed_lines)`` are complete; nothing past it exists),
 ``config`` (the resolved run config), ``semantics`` (measurement settings), ``grid``,
 ``versions`` and ``created``; the writer also keeps ``finished`` (time of the last status
-change) and ``status_reason`` (why a run failed or was interrupted). The ``directions/`` group
-has its own ``committed_lines``.
+change) and ``status_reason`` (why a run failed or was interrupted). Values that are not a
+string or a number are stored as JSON text and listed in ``json_attrs`` (:func:`encode_attrs`).
+The ``directions/`` group has its own ``committed_lines``. Format 1 (still read) differs as
+docs/store-format.md §15 says; ``line_specs(version=1)`` gives its arrays.
 """
 
 from __future__ import annotations
