@@ -32,7 +32,8 @@ from losslines.store.location import Location, location
 CHECKPOINT_FORMAT = 2  # 2: loadable with weights_only=True (1 held NumPy's generator state as arrays)
 
 # Keys that may differ on --resume: where the data lives and how the writer queues, not what is measured.
-RESUMABLE_CHANGES = frozenset({"data.root", "data.download", "store.max_queued_lines", "store.storage_options"})
+RESUMABLE_CHANGES = frozenset({"data.root", "data.download", "store.max_queued_lines", "store.storage_options",
+                               "store.commit_every"})
 
 
 def checkpoint_dir(store: str | Path | Location) -> Location:

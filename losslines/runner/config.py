@@ -191,6 +191,8 @@ class StoreConfig:
             the run's name. The checkpoints go beside it (``<path>.ckpt``).
         storage_options: fsspec options for a URL (credentials, endpoint_url, ...).
         line_chunk, sample_block, max_queued_lines: see ``StoreLayout`` and ``StoreWriter``.
+        commit_every: lines per commit (1: every line is visible to readers, and survives a kill,
+            as soon as it is written; docs/store-format.md, "Commit protocol").
         tensorboard: a local directory (``{name}`` is the run's name) to which process 0 logs,
             per measured line and split, s_opt, s_opt / direction_norm, update_step / s_opt,
             the parabola fit's MAE and the loss at 0 as TensorBoard scalars at the line's step
@@ -203,6 +205,7 @@ class StoreConfig:
     line_chunk: int = 64
     sample_block: int = 4096
     max_queued_lines: int = 8
+    commit_every: int = 1
     tensorboard: str = ""
 
 
@@ -279,6 +282,7 @@ _RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
                            "'auto' or a size like '512MiB' or '8GiB'"),
     "store.path": (lambda v: bool(v.strip()) and _formats_with_name(v), "a path; '{name}' is the only placeholder"),
     "store.line_chunk": (lambda v: 1 <= v <= 65536, "in [1, 65536]"),
+    "store.commit_every": (lambda v: v >= 1, ">= 1"),
     "store.sample_block": (lambda v: 1 <= v <= 1 << 20, "in [1, 1048576]"),
     "store.max_queued_lines": (lambda v: 1 <= v <= 4096, "in [1, 4096]"),
     "store.tensorboard": (lambda v: v == "" or (bool(v.strip()) and "://" not in v and _formats_with_name(v)),

@@ -139,9 +139,11 @@ def _store_sink(cfg: RunConfig, parts, state) -> StoreSink:
     s = cfg.store
     if state is not None:
         return StoreSink.resume(cfg.store_location, at_line=state.committed_lines, max_queued_lines=s.max_queued_lines,
+                                commit_every=s.commit_every,
                                 at_direction_line=state.committed_direction_lines if cfg.measure.n_directions else None,
                                 at_step=state.committed_steps if cfg.measure.per_step else None)
     return StoreSink.create(cfg.store_location, sample_ids=parts.sample_ids, attrs=store_attrs(parts),
                             sample_dtype=cfg.measure.sample_dtype, n_directions=cfg.measure.n_directions,
                             line_chunk=s.line_chunk, sample_block=s.sample_block, capacity=parts.planned_lines,
-                            max_queued_lines=s.max_queued_lines, directions_capacity=len(cfg.measure.directions_at))
+                            max_queued_lines=s.max_queued_lines, directions_capacity=len(cfg.measure.directions_at),
+                            commit_every=s.commit_every)

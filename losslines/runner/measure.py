@@ -140,11 +140,11 @@ def _measure(rec: RecordingReader, cfg: RunConfig, ranks: Ranks, *, resume: bool
 def _sink(rec: RecordingReader, cfg: RunConfig, parts: RunParts, resume: bool) -> StoreSink:
     s, m = cfg.store, cfg.measure
     if resume:
-        return StoreSink.resume(cfg.store_location, max_queued_lines=s.max_queued_lines)
+        return StoreSink.resume(cfg.store_location, max_queued_lines=s.max_queued_lines, commit_every=s.commit_every)
     attrs = {**store_attrs(parts), "measured_from_recording": str(rec.path)}
     return StoreSink.create(cfg.store_location, sample_ids=parts.sample_ids, attrs=attrs, sample_dtype=m.sample_dtype,
                             line_chunk=s.line_chunk, sample_block=s.sample_block, capacity=len(rec),
-                            max_queued_lines=s.max_queued_lines)
+                            max_queued_lines=s.max_queued_lines, commit_every=s.commit_every)
 
 
 def _check_resumed(rec: RecordingReader, committed: int, out: Location) -> int:

@@ -35,10 +35,11 @@ class StoreSink:
 
     def __init__(self, path: str | os.PathLike[str] | Location, *, create: dict[str, Any] | None,
                  resume: dict[str, Any] | None, max_queued_lines: int,
-                 storage_options: Mapping[str, Any] | None = None) -> None:
+                 storage_options: Mapping[str, Any] | None = None, commit_every: int = 1) -> None:
         self.path = location(path, storage_options)
         self._create, self._resume = create, resume
         self._max_queued_lines = max_queued_lines
+        self._commit_every = commit_every
         self._writer: StoreWriter | None = None
 
     @classmethod
@@ -47,7 +48,7 @@ class StoreSink:
                line_chunk: int = 64, sample_block: int = 4096, capacity: int | None = None,
                overwrite: bool = False, max_queued_lines: int = 16,
                storage_options: Mapping[str, Any] | None = None,
-               directions_capacity: int | None = None) -> "StoreSink":
+               directions_capacity: int | None = None, commit_every: int = 1) -> "StoreSink":
         """A sink that creates a new store at ``path`` when opened.
 
         Args:
@@ -56,7 +57,7 @@ class StoreSink:
             attrs: JSON-serialisable root attributes (config, semantics, versions, ...).
             sample_dtype, line_chunk, sample_block, n_directions: see ``StoreLayout``.
             capacity, directions_capacity: lines to preallocate (root, ``directions/``);
-                overwrite, max_queued_lines: see ``StoreWriter.create``.
+                overwrite, max_queued_lines, commit_every: see ``StoreWriter.create``.
 
         Raises:
             FileExistsError: ``path`` exists and ``overwrite`` is false (checked here, before any
@@ -69,17 +70,18 @@ class StoreSink:
                                       n_directions=n_directions, line_chunk=line_chunk, sample_block=sample_block,
                                       capacity=capacity, overwrite=overwrite,
                                       directions_capacity=directions_capacity),
-                   resume=None, max_queued_lines=max_queued_lines)
+                   resume=None, max_queued_lines=max_queued_lines, commit_every=commit_every)
 
     @classmethod
     def resume(cls, path: str | os.PathLike[str] | Location, *, at_line: int | None = None,
                at_direction_line: int | None = None, at_step: int | None = None,
-               max_queued_lines: int = 16, storage_options: Mapping[str, Any] | None = None) -> "StoreSink":
+               max_queued_lines: int = 16, storage_options: Mapping[str, Any] | None = None,
+               commit_every: int = 1) -> "StoreSink":
         """A sink that reopens the stopped store at ``path`` when opened (see
         ``StoreWriter.resume`` for ``at_line`` / ``at_direction_line`` / ``at_step``)."""
         return cls(path, create=None, resume=dict(at_line=at_line, at_direction_line=at_direction_line,
                                                   at_step=at_step), max_queued_lines=max_queued_lines,
-                   storage_options=storage_options)
+                   storage_options=storage_options, commit_every=commit_every)
 
     @property
     def writer(self) -> StoreWriter:
@@ -106,10 +108,12 @@ class StoreSink:
             layout = StoreLayout.from_shape(shape, sample_dtype=c.pop("sample_dtype"), n_directions=c.pop("n_directions"),
                                             line_chunk=c.pop("line_chunk"), sample_block=c.pop("sample_block"))
             self._writer = StoreWriter.create(self.path, layout, positions=shape.positions,
-                                              max_queued_lines=self._max_queued_lines, **c)
+                                              max_queued_lines=self._max_queued_lines,
+                                              commit_every=self._commit_every, **c)
             return
         self._check_resumable(shape)
-        self._writer = StoreWriter.resume(self.path, max_queued_lines=self._max_queued_lines, **self._resume)
+        self._writer = StoreWriter.resume(self.path, max_queued_lines=self._max_queued_lines,
+                                          commit_every=self._commit_every, **self._resume)
 
     def _check_resumable(self, shape: LineShape) -> None:
         """Refuse, before anything changes on disk, a store whose records have another shape."""
