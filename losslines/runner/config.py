@@ -102,7 +102,13 @@ class TrainConfig:
         lr_schedule: a registered schedule (``losslines.runner.lr_schedules``): ``constant``,
             ``step`` (× ``lr_gamma`` at each of ``lr_milestones``) or ``cosine`` (to 0 over
             ``steps``).
-        checkpoint_every: steps between checkpoints (0 = only at the end and on interrupt).
+        checkpoint_every: steps between checkpoints (0: none on a step count).
+        checkpoint_lines: checkpoint after every step that measured a line, once the line is
+            committed (the default: a run killed at any moment, SIGKILL included, resumes having
+            lost at most the line in flight).
+        checkpoint_minutes: also checkpoint when this much wall time passed since the last one
+            (0: never on time). Every run also checkpoints before its first step, on an
+            interrupt and at the end; one checkpoint is kept, replaced atomically.
     """
 
     steps: int = 100
@@ -117,6 +123,8 @@ class TrainConfig:
     lr_milestones: list[int] = field(default_factory=list)
     lr_gamma: float = 0.1
     checkpoint_every: int = 0
+    checkpoint_lines: bool = True
+    checkpoint_minutes: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -264,6 +272,7 @@ _RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
                             "increasing step numbers >= 1"),
     "train.lr_gamma": (lambda v: 0 < v <= 1, "in (0, 1]"),
     "train.checkpoint_every": (lambda v: v >= 0, ">= 0 (0 = only at the end)"),
+    "train.checkpoint_minutes": (lambda v: 0 <= v <= 1e6, ">= 0 (0 = never on time)"),
     "measure.every": (lambda v: v >= 1, ">= 1"),
     "measure.offset": (lambda v: v >= 0, ">= 0"),
     "measure.count": (lambda v: v >= 1, ">= 1"),

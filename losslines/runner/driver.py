@@ -10,6 +10,7 @@ up exactly as if the run had never stopped. Under ``torchrun`` the processes sha
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,9 @@ from losslines.runner.progress import Progress
 from losslines.runner.recording import Recorder, RecordingWriter
 from losslines.runner.tensorboard import TENSORBOARD_MISSING, TensorBoardSink, tensorboard_installed
 from losslines.store import StoreSink
+from losslines.store.group import lines_committed
+
+log = logging.getLogger(__name__)
 
 __all__ = ["RunResult", "run"]
 
@@ -89,6 +93,13 @@ def _run(cfg: RunConfig, ranks, *, resume: bool, progress: bool, stop_at_step: i
                          "recording with several: torchrun ... -m losslines measure RECORDING --out STORE")
     if ranks.any(ranks.is_main and bool(cfg.store.tensorboard) and not tensorboard_installed()):
         raise ConfigError(TENSORBOARD_MISSING)  # before any data is loaded
+    if resume and ranks.any(ranks.is_main and _killed_before_first_checkpoint(store_path, ckpt_dir)):
+        if ranks.is_main:  # nothing was measured: a resume is a new start
+            log.warning("%s: the run stopped before its first checkpoint, having measured nothing; starting it "
+                        "anew", store_path)
+            store_path.remove()
+        ranks.barrier()
+        resume = False
     parts = build_parts(cfg, ranks)
     start = 0
     state = None
@@ -123,6 +134,13 @@ def _run(cfg: RunConfig, ranks, *, resume: bool, progress: bool, stop_at_step: i
             sink.close()
     return RunResult(store_path=cfg.store_path, status=status, steps=steps, lines=sink.writer.committed_lines,
                      wall_s=time.perf_counter() - t0)
+
+
+def _killed_before_first_checkpoint(store_path, ckpt_dir) -> bool:
+    """A store (or recording) without a checkpoint and without a committed line: a run killed
+    between creating its store and its first checkpoint (taken before the first step)."""
+    return (store_path.is_zarr_group() and not (ckpt_dir / "latest.pt").exists()
+            and lines_committed(store_path) == 0)
 
 
 def _tensorboard_as_checkpointed(config: dict, checkpointed: dict) -> dict:

@@ -9,6 +9,7 @@ steps; ``TrainingLoop.restore`` puts a run back into it.
 
 from __future__ import annotations
 
+import time
 from typing import Callable
 
 from losslines import batched
@@ -54,6 +55,7 @@ class TrainingLoop:
         self._config = config_to_dict(parts.cfg)
         self._directions_at = frozenset(parts.cfg.measure.directions_at)
         self._strategy_recorded = False  # a resumed run times `auto` again and records it again
+        self._last_checkpoint = time.monotonic()
 
     def state(self, next_step: int) -> TrainingState:
         """The run's state between steps (before ``next_step``), with the store's committed lines."""
@@ -72,6 +74,7 @@ class TrainingLoop:
         self.writer.flush()
         if self.ranks.is_main:
             save_checkpoint(self.checkpoint_dir, self.state(next_step))
+        self._last_checkpoint = time.monotonic()
 
     def run(self, start: int, stop_at_step: int | None = None) -> tuple[str, int]:
         """Train from step ``start``; return ``(status, step)``: ``"complete"`` and the number of
@@ -81,14 +84,16 @@ class TrainingLoop:
         step, between_steps = start, True
         with self.writer, InterruptBetweenSteps() as interrupt:
             try:
+                if start == 0:  # a kill before the first line leaves a state to resume from
+                    self.checkpoint(0)
                 for step in range(start, total):
                     between_steps = True
                     stop = interrupt.requested or (stop_at_step is not None and step >= stop_at_step)
                     if self.ranks.any(stop):  # every process stops before the same step
                         raise KeyboardInterrupt
                     between_steps = False
-                    self._step(step)
-                    if self._checkpoint_due(step + 1):
+                    measured = self._step(step)
+                    if self._checkpoint_due(step + 1, measured):
                         self.checkpoint(step + 1)
                     between_steps = True
             except KeyboardInterrupt:
@@ -107,11 +112,19 @@ class TrainingLoop:
             self.checkpoint(total)
         return "complete", total
 
-    def _checkpoint_due(self, next_step: int) -> bool:
-        every = self.parts.cfg.train.checkpoint_every
-        return bool(every) and next_step % every == 0 and next_step < self.parts.cfg.train.steps
+    def _checkpoint_due(self, next_step: int, measured: bool) -> bool:
+        """After a step: a checkpoint of ``checkpoint_every``, of ``checkpoint_lines`` (a line was
+        measured) or of ``checkpoint_minutes``? (The last step's is the final one, taken anyway.)"""
+        train = self.parts.cfg.train
+        if next_step >= train.steps:
+            return False
+        every = bool(train.checkpoint_every) and next_step % train.checkpoint_every == 0
+        timed = bool(train.checkpoint_minutes) and time.monotonic() - self._last_checkpoint >= 60 * train.checkpoint_minutes
+        # every process decides alike: the wall clocks of several processes differ
+        return self.ranks.any(every or (train.checkpoint_lines and measured) or timed)
 
-    def _step(self, step: int) -> None:
+    def _step(self, step: int) -> bool:
+        """Take training step ``step`` (measuring it when scheduled); return whether a line was measured."""
         p, sampler = self.parts, self.sampler
         batch = p.order.batch(step)
         lr = lr_at(p.cfg.train, step)
@@ -136,6 +149,7 @@ class TrainingLoop:
         if self.on_step is not None:
             self.on_step(step)
         self.progress.step(measured=measured, lines=self.writer.committed_lines + self.writer.pending_lines, loss=loss)
+        return measured or step in self._directions_at
 
     def _record_strategy(self) -> None:
         """Once per invocation: the evaluation strategy in the store attributes (and auto's choice in the log)."""

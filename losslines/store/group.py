@@ -49,6 +49,16 @@ def open_group_checked(where: str | os.PathLike[str] | Location, mode: str = "r"
     return loc, group, int(fmt)  # type: ignore[arg-type]
 
 
+def lines_committed(where: Location) -> int:
+    """Lines committed to the store or recording at ``where``, over all its groups: 0 also for a
+    zarr group a writer was killed while creating (no format attribute yet)."""
+    group = zarr.open_group(store=where.zarr_store(read_only=True), mode="r", use_consolidated=False)
+    total = int(group.attrs.get("committed_lines", 0) or 0)  # type: ignore[arg-type]
+    for name in member_names(group)[1]:
+        total += int(group[name].attrs.get("committed_lines", 0) or 0)  # type: ignore[arg-type]
+    return total
+
+
 def use_consolidated(loc: Location, mode: str = "r") -> bool | None:
     """Whether to read a store's consolidated metadata (docs/store-format.md, "Container"): for a
     remote store opened to read, when it has some (one request opens it); never for a local one

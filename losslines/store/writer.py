@@ -34,7 +34,7 @@ import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec
 
 from losslines.records import DirectionsRecord, LineRecord, StepRecord
-from losslines.store.group import infer_layout, open_group_checked
+from losslines.store.group import infer_layout, member_names, open_group_checked
 from losslines.store.location import Location, location
 from losslines.store.schema import (
     COMMITTED_ATTR,
@@ -239,6 +239,7 @@ class StoreWriter:
             groups.append((sub, at_step, "at_step"))  # type: ignore[arg-type]
         elif at_step not in (None, 0):
             raise ValueError(f"at_step={at_step} but {path} has no steps/ group")
+        _remove_partial_files(path)
         for group, at, what in groups:  # check all before changing anything
             committed = int(group.attrs[COMMITTED_ATTR])  # type: ignore[arg-type]
             if at is not None and not 0 <= at <= committed:
@@ -543,17 +544,25 @@ def drop_fill_marks(group: zarr.Group) -> None:
     """Remove the integer arrays' ``_FillValue`` attribute from a group trimmed to its committed
     lines: xarray masks the fill value with it (unwritten rows read as NaN), and a trimmed array
     has no unwritten rows, so its integers stay integers."""
-    for name in group.array_keys():
+    for name in member_names(group)[0]:
         array = group[name]
         if "_FillValue" in array.attrs:
             array.attrs.put({k: v for k, v in array.attrs.asdict().items() if k != "_FillValue"})
+
+
+def _remove_partial_files(path: Location) -> None:
+    """Delete the temporary files of writes a killed writer left (``*.partial``: a local store
+    writes each key to one and renames it into place); the resuming writer is the only writer."""
+    if path.is_local:
+        for leftover in path.path.rglob("*.partial"):
+            leftover.unlink(missing_ok=True)
 
 
 def _clear_after(group: zarr.Group, start: int) -> None:
     """Make the rows ``[start, ...)`` of every per-line array of ``group`` read as the fill value
     again (after a rollback): chunks wholly past ``start`` are deleted, the chunk holding row
     ``start`` gets the fill value written over its later rows."""
-    for name in group.array_keys():
+    for name in member_names(group)[0]:
         array = group[name]
         dims = tuple(array.metadata.dimension_names or ())  # type: ignore[union-attr]
         n = int(array.shape[0]) if dims and dims[0] in GROWING_DIMS else 0
