@@ -14,8 +14,9 @@
 Exit codes: 0 done; 2 a user error (bad config, missing file, an output path that holds something
 else, a store or checkpoint that is not one): one line on stderr; 1 an internal error (an
 exception losslines did not raise as a user error, e.g. from inside torch), one line naming a file
-with the traceback (``--debug`` prints it), or ``verify`` finding problems; 130 an interrupted run,
-after saving a checkpoint. ``is_user_error`` tells the two kinds of errors apart.
+with the traceback (``--debug`` prints it), a storage failure (a full disk, an I/O error: one
+line saying how to continue), or ``verify`` finding problems; 130 an interrupted run, after
+saving a checkpoint. ``is_user_error`` tells the two kinds of errors apart.
 """
 
 from __future__ import annotations
@@ -256,6 +257,18 @@ def is_user_error(err: BaseException) -> bool:
     return isinstance(err, ValueError) and _raised_by_losslines(err)
 
 
+def storage_failure(err: BaseException) -> OSError | None:
+    """The ``OSError`` (disk full, I/O error, read-only filesystem...) behind ``err``, if writing the
+    store or its checkpoint failed on one: ``err`` itself, or the cause of the store writer's
+    ``WriterError`` (any ``OSError`` there: the writer thread found the folder gone, say). A path
+    error raised directly is a user error (:func:`is_user_error`), not a storage failure."""
+    from losslines.store.writer import WriterError
+
+    if isinstance(err, WriterError):
+        return err.__cause__ if isinstance(err.__cause__, OSError) else None
+    return err if isinstance(err, OSError) and not isinstance(err, _PATH_ERRORS) else None
+
+
 def _raised_by_losslines(err: BaseException) -> bool:
     """Was ``err`` raised by a ``raise`` statement in the losslines package (its innermost frame)?"""
     tb = err.__traceback__
@@ -308,6 +321,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if is_user_error(err):
             print(f"losslines: error: {_first_line(err)}", file=sys.stderr)
             return EXIT_USAGE
+        failure = storage_failure(err)
+        if failure is not None:  # a full disk, an I/O error, a vanished folder: the environment's, not a bug
+            hint = ("" if isinstance(failure, FileNotFoundError) else
+                    "; once the storage is fixed, the same command with --resume continues")
+            print(f"losslines: storage error: {_first_line(err)}{hint}", file=sys.stderr)
+            return EXIT_INTERNAL
         where = _report_internal_error(err, args.debug)
         print(f"losslines: internal error: {type(err).__name__}: {_first_line(err)} {where}", file=sys.stderr)
         return EXIT_INTERNAL

@@ -86,6 +86,14 @@ def _run(cfg: RunConfig, ranks, *, resume: bool, progress: bool, stop_at_step: i
     if ranks.any(ranks.is_main and store_path.exists() and not store_path.is_zarr_group()):
         raise FileExistsError(f"{store_path} exists and is not a losslines {what}; it is left untouched: "
                               "choose another --out")
+    unwritable: OSError | None = None
+    if ranks.is_main:  # an output that cannot be written is found before any data is loaded
+        try:
+            store_path.check_writable()
+        except OSError as err:
+            unwritable = err
+    if ranks.any(unwritable is not None):  # every process stops, not only process 0
+        raise unwritable or PermissionError(f"process 0 cannot write {store_path}")
     if ranks.any(ranks.is_main and not resume and store_path.exists()):
         raise FileExistsError(f"{what} {store_path} already exists; pass --resume to continue it or --out for a new path")
     if cfg.measure.mode == "record" and ranks.sharded:  # before any data is loaded

@@ -29,12 +29,12 @@ def _attr_differences(a: Any, b: Any, where: str, ignore: Iterable[str]) -> list
     if isinstance(a, dict) and isinstance(b, dict):
         out = []
         for key in sorted(set(a) | set(b)):
-            if key in ignore:
+            if key in ignore or f"{where}{key}" in ignore:
                 continue
             if key not in a or key not in b:
                 out.append(f"attribute {where}{key}: only in {'b' if key not in a else 'a'}")
             else:
-                out += _attr_differences(a[key], b[key], f"{where}{key}.", ())
+                out += _attr_differences(a[key], b[key], f"{where}{key}.", [k for k in ignore if "." in k])
         return out
     return [] if a == b else [f"attribute {where.rstrip('.')}: {a!r} != {b!r}"]
 
@@ -82,8 +82,8 @@ def diff_stores(a: str | os.PathLike[str], b: str | os.PathLike[str], *,
 
     Args:
         a, b: two losslines stores.
-        ignore_attrs: top-level attribute keys left out of the comparison (default: times and
-            package versions).
+        ignore_attrs: attribute keys left out of the comparison (default: times and package
+            versions): top-level names, or dotted paths into objects (``config.store.path``).
 
     Raises:
         FileNotFoundError / ValueError: either path is not a losslines store.

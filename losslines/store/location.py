@@ -11,6 +11,7 @@ live here, in one place. Remote stores are opened through zarr's store layer
 from __future__ import annotations
 
 import os
+import tempfile
 import re
 import shutil
 from dataclasses import dataclass, field
@@ -94,6 +95,27 @@ class Location:
             return LocalStore(str(self.path), read_only=read_only)
         return FsspecStore.from_url(self.url, storage_options=dict(self.storage_options) or None,
                                     read_only=read_only)
+
+    def check_writable(self) -> None:
+        """Raise unless a store could be created here: for a local path, a probe folder is made
+        and removed in its nearest existing ancestor (a read-only filesystem, missing permissions
+        or a file in the way show now, not after a run has trained). URLs are not probed.
+
+        Raises:
+            PermissionError / NotADirectoryError: naming the folder that cannot be written.
+        """
+        if not self.is_local:
+            return
+        folder = self.path.parent
+        while not folder.exists():
+            folder = folder.parent
+        if not folder.is_dir():
+            raise NotADirectoryError(f"cannot write {self}: {folder} is a file, not a folder; choose another --out")
+        try:
+            Path(tempfile.mkdtemp(prefix=".losslines-probe-", dir=folder)).rmdir()
+        except OSError as err:
+            raise PermissionError(f"cannot write {self}: {folder} is not writable ({err.strerror}); choose "
+                                  "another --out") from err
 
     def remove(self) -> None:
         """Delete the folder or prefix and everything below it."""

@@ -437,6 +437,7 @@ class StoreWriter:
     def _write_line(self, st: _GroupState, index: int, record: dict[str, np.ndarray]) -> None:
         if index != st.buffer_start + len(st.buffer):
             raise RuntimeError(f"line {index} out of order (expected {st.buffer_start + len(st.buffer)})")
+        self._require_folder()
         self._ensure_capacity(st, index + 1)
         for name in st.sample_names:
             value = record.get(name)
@@ -456,6 +457,7 @@ class StoreWriter:
         n = len(st.buffer)
         if n == st.written:
             return
+        self._require_folder()
         for name in st.small_names:
             spec = st.specs[name]
             block = np.stack([rec[name] if name in rec else self._fill(spec) for rec in st.buffer])
@@ -475,7 +477,15 @@ class StoreWriter:
         st.allocated = grown
 
     def _set_root_attrs(self, attrs: Mapping[str, Any]) -> None:
+        self._require_folder()
         self._root.update_attributes(encode_attrs(attrs, self._json_keys))
+
+    def _require_folder(self) -> None:
+        """Refuse to write on when a local store's folder vanished: zarr would silently recreate the
+        folders of each key it writes, leaving a headless store."""
+        if self._path.is_local and not (self._path.path / "zarr.json").is_file():
+            raise FileNotFoundError(f"the store folder {self._path} vanished while it was written (deleted or "
+                                    "unmounted?); nothing more is written to it")
 
     def _fill(self, spec: ArraySpec) -> np.ndarray:
         return np.full(tuple(self._sizes[d] for d in spec.dims[1:]), spec.fill_value, dtype=spec.dtype)
