@@ -136,9 +136,12 @@ class BatchStudy:
         batch_sizes: ``[S]`` sizes b; ``n_batch``: n_B.
         expected_ratio: ``[S]`` n_B / b for super-batches, 1 otherwise.
         slopes: ``[L, S, D]`` slope at 0 of every drawn batch (nats per unit s).
-        batch_slope: ``[L]`` the direction batch's own slope from the same stencil.
+        batch_slope: ``[L]`` the direction batch's own slope, from the same per-sample slopes.
         sgd_steps: ``[L, S]`` mean over draws of ``-λ L_S'(0)``, the step SGD would take.
-        method: how slopes were obtained (stencil, its bias and noise).
+        method: how slopes were obtained (exact, or the stencil with its bias and noise).
+        exact: ``[L]`` whether the line's per-sample slopes were the stored exact ones.
+        stencil_error: ``[L]`` on lines with exact slopes, ``|stencil − exact| / |exact|`` of the
+            direction batch's slope (what the stencil fallback would have been off by); NaN elsewhere.
     """
 
     batch_sizes: np.ndarray
@@ -148,6 +151,8 @@ class BatchStudy:
     batch_slope: np.ndarray
     sgd_steps: np.ndarray
     method: str
+    exact: np.ndarray | None = None
+    stencil_error: np.ndarray | None = None
 
 
 def super_batch_pool(sample_ids_train: np.ndarray, batch_ids: np.ndarray) -> np.ndarray:
