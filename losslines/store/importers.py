@@ -1,17 +1,52 @@
 """Import the original research code's per-step pickles into a store (``losslines import-pickles``).
 
-The paper's code wrote one file per measured step, ``line_data_{step}.pickle``, holding an
-8-tuple::
+The paper's sampler (``SGDLineSampler.measure_exact_loss`` in the original repository) wrote one
+file per training step, ``line_data_{step}.pickle``, holding the 8-tuple::
 
     (train_losses [N, K], val_losses [N_val, K], positions [K], batch_losses [B, K],
      update_step, direction_norm, extrapolation_flag, step)
 
-with per-sample losses (float64 arrays or torch tensors) and the direction norm as a torch
-tensor that was on a CUDA device when pickled. Unpickling such a tensor with plain ``pickle``
-on a machine without CUDA fails (torch restores storages at their saved location), so this
-module unpickles with a restricted :class:`pickle.Unpickler` that (a) only admits the classes
-this format needs (numpy arrays, torch tensors, builtins) and (b) reroutes torch's storage
-loader to ``torch.load(..., map_location="cpu", weights_only=True)``. Torch is imported lazily.
+in this order (the order the sampler pickles and its own analysis code unpacks): per-sample
+losses as float64 arrays (torch tensors and ``[K, n]`` are accepted too), positions float64,
+``update_step = λ·‖v‖`` a Python float, ``direction_norm = ‖v‖`` a 0-d float32 tensor that was on
+a CUDA device when pickled (v is the gradient, or the momentum buffer in the momentum runs: the
+file is the same for both), the flag, and the step. Unpickling such a tensor with plain
+``pickle`` on a machine without CUDA fails (torch restores storages at their saved location), so
+this module unpickles with a restricted :class:`pickle.Unpickler` that (a) only admits the
+classes this format needs (numpy arrays, torch tensors, builtins) and (b) reroutes torch's
+storage loader to ``torch.load(..., map_location="cpu", weights_only=True)``. Torch is imported
+lazily.
+
+**The original's grids.** With interval ``si`` and resolution ``h`` (0.5 and 0.006 for the
+paper's ResNet-20 runs) every file's positions are ring 0, ``arange(-si, 0, h)`` joined with
+``arange(0, si, h)`` (two half-lattices: the neighbours of 0 are -0.002 and +0.006), plus the
+*update point* s = update_step sorted in wherever it lies (beyond ``si`` too), and, on lines
+whose minimum lay on the edge, rings r = 1..4, ``arange(-si(r+1), -si·r, h)`` joined with
+``arange(si·r, si(r+1), h)``, without the update point. No two lines share a grid.
+
+**Representation.** The store's grid is the sorted union of every file's positions *except the
+update points*, compared with exact float64 equality (the sampler computes the half-lattices and
+rings identically in every file, so they merge exactly); a line is NaN where its file has no
+measurement (rings it did not measure). Each line's update-point losses go, as means over
+samples (float64, rounded to float32 like every mean), to ``loss_at_update_{train,val,batch}``,
+which format 2 defines as exactly this: the loss at s = update_step, measured with the line, not
+part of ``loss_X``. The per-sample values at the update point are the one thing not stored
+(``sample_loss_X`` has only the grid's points). The alternative, the union *with* the update
+points, is rejected: every update point is a grid point that every other line lacks, so all
+lines get NaN holes inside their measured interval (an update point of 0.005 sits between 0 and
+0.006, among the points the slope-at-0 stencil and the three-point parabolas use), and a run of
+5,000-10,000 lines would add as many points to a 168-point grid, every ``[line, point]`` array
+and every per-line ``sample_loss_X`` chunk growing 30-60 times, almost all NaN.
+
+Details: the update point is the position equal to ``update_step`` (compared in the positions'
+own dtype). If it equals another measured position too (update_step 0.5 = lr 0.1 · ‖g‖ 5.0 on a
+line enlarged by ring 1, which starts at 0.5), the file holds two indistinguishable columns
+there: the first is the grid point, the last the update point. A file without its update point
+(not written by the sampler) imports with every position on the grid and ``loss_at_update_X``
+NaN. Refused, with the file and the positions named: non-finite positions, a position repeated
+within a file (other than that one coincidence), and two positions of different files that
+differ only in the last digits (within ``NEAR_RTOL``: one step size computed two ways; as two
+grid points they would split every line).
 
 Mapping into the store format: per-sample arrays are transposed to ``[K, N]`` (``sample_loss_train``,
 ``sample_loss_val``, ``sample_loss_batch``; float32 by default), the means over samples become
@@ -19,12 +54,6 @@ Mapping into the store format: per-sample arrays are transposed to ``[K, N]`` (`
 copied, ``lr`` is the given learning rate (NaN: unknown), the step comes from the tuple.
 Nothing else was measured by the original (no accuracies, no exact slopes, no batch ids: those
 arrays stay NaN / -1; the analysis estimates slopes from the grid and says so).
-
-**Grid decision.** losslines needs one grid. If every file has the same positions they are the
-grid. Otherwise (the original enlarged the interval on some steps) all positions must lie on
-one lattice ``s_0 + h * i`` of the first file's spacing h; the grid is the union of lattice
-points and each line's unmeasured points are NaN (exactly what losslines' own enlargement
-rings look like). Positions off that lattice are an error: nothing is interpolated.
 """
 
 from __future__ import annotations
@@ -44,7 +73,7 @@ from losslines.store.schema import SPLITS
 from losslines.store.writer import StoreWriter
 
 PATTERN = re.compile(r"^line_data_(-?\d+)\.pickle$")
-LATTICE_TOL = 1e-3  # in units of the spacing: float32 positions are ~1e-5 spacings off
+NEAR_RTOL = 1e-6  # distinct positions of different files closer than this (relative) are refused
 
 _ALLOWED = {
     ("builtins", n) for n in ("float", "int", "bool", "complex", "tuple", "list", "dict", "set", "frozenset",
@@ -102,10 +131,10 @@ def load_line_pickle(path: str | os.PathLike[str]) -> tuple:
     return tuple(obj)
 
 
-def _array(value: Any) -> np.ndarray:
+def _array(value: Any, dtype: Any = np.float64) -> np.ndarray:
     if hasattr(value, "detach"):  # a torch tensor
         value = value.detach().cpu().numpy()
-    return np.asarray(value, dtype=np.float64)
+    return np.asarray(value, dtype=dtype)
 
 
 def _scalar(value: Any, what: str, path: Path) -> float:
@@ -117,10 +146,26 @@ def _scalar(value: Any, what: str, path: Path) -> float:
 
 @dataclass(frozen=True)
 class _Line:
-    """One pickle, converted: per-sample ``[K_file, n]`` arrays per split and scalars."""
+    """One pickle, converted.
+
+    Attributes:
+        step: the training step (the tuple's, equal to the file name's).
+        positions: ``[K_grid]`` float64 grid positions of the file (its update point removed), in
+            file order; distance along the unit update direction.
+        columns: ``[K_grid]`` int64 column of each of those positions in the file's arrays.
+        update_column: the file's column of its update point s = update_step, None if absent.
+        update_on_grid: the update step equals another of the file's positions too.
+        samples: ``{split: [K_file, n]}`` float64 per-sample losses of every column (C order).
+        update_step, direction_norm: the file's scalars (s; s per unit λ).
+        extrapolated: the file's extrapolation flag.
+        transposed: some per-sample array was stored ``[K, n]``.
+    """
 
     step: int
     positions: np.ndarray
+    columns: np.ndarray
+    update_column: int | None
+    update_on_grid: bool
     samples: dict[str, np.ndarray]
     update_step: float
     direction_norm: float
@@ -128,22 +173,50 @@ class _Line:
     transposed: bool
 
 
+def split_update_point(positions: np.ndarray, update_step: float) -> tuple[np.ndarray, int | None]:
+    """A file's grid columns and the column of its update point s = update_step.
+
+    The update point is the position equal to ``update_step`` in the positions' own dtype (the
+    original appends the float ``update_step`` to float64 positions, so it is found exactly). If
+    several positions are (the update step coincides with a measured lattice point), the last is
+    the update point and the others stay on the grid.
+
+    Args:
+        positions: ``[K]`` the file's positions (distance along the unit update direction).
+        update_step: the file's λ·‖v‖ (same unit).
+
+    Returns:
+        ``(columns, update_column)``: ``[K - 1]`` (or ``[K]`` when absent) ascending int64
+        column indices of the grid positions, and the update point's column or None.
+    """
+    positions = np.asarray(positions).reshape(-1)
+    floating = np.issubdtype(positions.dtype, np.floating)
+    target = positions.dtype.type(update_step) if floating else update_step
+    hits = np.flatnonzero(positions == target)
+    columns = np.arange(positions.size, dtype=np.int64)
+    if hits.size == 0:
+        return columns, None
+    return np.delete(columns, hits[-1]), int(hits[-1])
+
+
 def _per_sample(value: Any, k: int, split: str, path: Path) -> tuple[np.ndarray, bool]:
-    """``[n, K]`` (the original layout) -> ``[K, n]``; ``[K, n]`` is accepted when unambiguous."""
+    """``[n, K]`` (the original layout) -> C-ordered ``[K, n]``; ``[K, n]`` is accepted when unambiguous."""
     arr = _array(value)
     if arr.size == 0:
         return np.empty((k, 0)), False
     if arr.ndim != 2 or k not in arr.shape:
         raise ValueError(f"{path}: {split} losses have shape {arr.shape}; expected [samples, {k} positions]")
     if arr.shape[1] == k:
-        return arr.T, False
-    return arr, True  # [K, n] with n != K
+        return np.ascontiguousarray(arr.T), False
+    return np.ascontiguousarray(arr), True  # [K, n] with n != K
 
 
 def _read(path: Path, step_from_name: int) -> _Line:
     train, val, positions, batch, update_step, direction_norm, flag, step = load_line_pickle(path)
-    pos = _array(positions).reshape(-1)
-    k = pos.size
+    raw = _array(positions, dtype=None).reshape(-1)
+    upd = _scalar(update_step, "update_step", path)
+    columns, update_column = split_update_point(raw, upd)
+    k = raw.size
     samples, transposed = {}, False
     for split, value in (("train", train), ("val", val), ("batch", batch)):
         samples[split], t = _per_sample(value, k, split, path)
@@ -151,49 +224,65 @@ def _read(path: Path, step_from_name: int) -> _Line:
     step = int(_scalar(step, "step", path))
     if step != step_from_name:
         raise ValueError(f"{path}: the file name says step {step_from_name} but the tuple says {step}")
-    return _Line(step, pos, samples, _scalar(update_step, "update_step", path),
+    on_grid = update_column is not None and bool(np.any(raw[columns] == raw[update_column]))
+    return _Line(step, raw.astype(np.float64)[columns], columns, update_column, on_grid, samples, upd,
                  _scalar(direction_norm, "direction_norm", path), bool(_scalar(flag, "extrapolation flag", path)),
                  transposed)
 
 
-def common_grid(position_sets: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
-    """One ascending grid for all lines, and each line's indices into it (see the module docstring).
+def common_grid(position_sets: list[np.ndarray],
+                names: list[str] | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The store's grid, the sorted union of the files' grid positions, and each file's indices into it.
 
-    Files with identical positions share them (sorted); otherwise every file's positions must lie
-    on one lattice ``s_0 + h·i`` of the first file's spacing, to within ``LATTICE_TOL`` spacings
-    (which absorbs float32 positions), and the grid is the union of the lattice points used.
+    Positions merge only when equal as float64: the original computes its half-lattices and
+    rings the same way in every file, so equal step sizes are equal bit for bit.
+
+    Args:
+        position_sets: per file, ``[K_f]`` grid positions (update points removed), any order.
+        names: per file, how an error names it (default ``file #n``).
+
+    Returns:
+        ``(grid, where)``: ``grid [K]`` float64 strictly ascending and, per file, ``where_f
+        [K_f]`` int64 with ``grid[where_f] == positions_f``.
 
     Raises:
-        ValueError: non-finite or repeated positions, or positions off the lattice.
+        ValueError: non-finite positions, a position repeated within a file, or positions of
+            two files that differ by at most ``NEAR_RTOL`` (relative) without being equal.
     """
-    for n, p in enumerate(position_sets):
+    names = names if names is not None else [f"file #{n}" for n in range(len(position_sets))]
+    sets = [np.asarray(p, dtype=np.float64).reshape(-1) for p in position_sets]
+    for name, p in zip(names, sets):
         if not np.all(np.isfinite(p)):
-            raise ValueError(f"positions of file #{n} contain NaN or inf")
-        if np.unique(p).size != p.size:
-            raise ValueError(f"positions of file #{n} repeat a step size")
-    first = position_sets[0]
-    if all(p.shape == first.shape and np.array_equal(p, first) for p in position_sets):
-        order = np.argsort(first, kind="stable")
-        where = np.empty(first.size, dtype=np.int64)
-        where[order] = np.arange(first.size)
-        return first[order].astype(np.float64), [where] * len(position_sets)
-    if first.size < 2:
-        raise ValueError("the first file has fewer than two positions; cannot infer the grid spacing")
-    ordered = np.sort(first.astype(np.float64))
-    rough = float(np.median(np.diff(ordered)))
-    h = (ordered[-1] - ordered[0]) / round((ordered[-1] - ordered[0]) / rough)  # averages rounding out
-    lattice = []
-    for n, p in enumerate(position_sets):
-        i = (p.astype(np.float64) - ordered[0]) / h
-        if np.any(np.abs(i - np.round(i)) > LATTICE_TOL):
-            raise ValueError(
-                f"positions of file #{n} are not on the lattice {ordered[0]:g} + {h:g}·i of the first file; "
-                "losslines needs one grid and does not interpolate: import such files into separate stores"
-            )
-        lattice.append(np.round(i).astype(np.int64))
-    union = np.unique(np.concatenate(lattice))
-    grid = ordered[0] + h * union
-    return grid, [np.searchsorted(union, i) for i in lattice]
+            raise ValueError(f"positions of {name} contain NaN or inf: {p[~np.isfinite(p)][:3].tolist()}")
+        values, counts = np.unique(p, return_counts=True)
+        if np.any(counts > 1):
+            raise ValueError(f"positions of {name} repeat the step size(s) {values[counts > 1][:5].tolist()}")
+    grid = np.unique(np.concatenate(sets)) if sets else np.empty(0)
+    where = [np.searchsorted(grid, p).astype(np.int64) for p in sets]
+    _refuse_near_equal(grid, where, names)
+    return grid, where
+
+
+def _refuse_near_equal(grid: np.ndarray, where: list[np.ndarray], names: list[str]) -> None:
+    """Neighbouring grid points within ``NEAR_RTOL`` that different files hold: one step size
+    computed two ways (e.g. float32 and float64), which as two points would split every line."""
+    near = np.flatnonzero(np.diff(grid) <= NEAR_RTOL * np.maximum(np.abs(grid[:-1]), np.abs(grid[1:])))
+    if near.size == 0:
+        return
+    member = np.zeros((len(where), grid.size), dtype=bool)
+    for n, w in enumerate(where):
+        member[n, w] = True
+    for j in near:
+        a, b = member[:, j], member[:, j + 1]
+        if np.array_equal(a, b):
+            continue  # the same files measured both: two distinct measurements, kept
+        fa = int(np.flatnonzero(a & ~b)[0]) if np.any(a & ~b) else int(np.flatnonzero(a)[0])
+        fb = int(np.flatnonzero(b & ~a)[0]) if np.any(b & ~a) else int(np.flatnonzero(b)[0])
+        raise ValueError(
+            f"{names[fa]} has position {grid[j]!r} and {names[fb]} has {grid[j + 1]!r}, {grid[j + 1] - grid[j]:.1e} "
+            "apart: one step size computed two ways? Positions merge only when exactly equal, and as two grid "
+            "points each line would be NaN at one of them; import such files into separate stores"
+        )
 
 
 def import_pickles(
@@ -207,7 +296,9 @@ def import_pickles(
 ) -> Path:
     """Convert a folder of ``line_data_{step}.pickle`` files into a store.
 
-    Files are read twice, one at a time (positions and sizes first, then the values), so memory
+    The grid is the union of the files' positions without their update points; each line's
+    update-point losses become ``loss_at_update_X`` (see the module docstring for why). Files
+    are read twice, one at a time (positions and sizes first, then the values), so memory
     stays at one file.
 
     Args:
@@ -223,7 +314,8 @@ def import_pickles(
 
     Raises:
         FileNotFoundError: ``src_dir`` missing or without line_data pickles.
-        ValueError: malformed pickles, inconsistent sample counts, positions off one lattice.
+        ValueError: malformed pickles, inconsistent sample counts, positions that one grid
+            cannot hold (non-finite, repeated within a file, near-equal across files).
         FileExistsError: ``out_path`` exists and ``overwrite`` is false.
     """
     from losslines.store.schema import StoreLayout
@@ -250,39 +342,55 @@ def import_pickles(
             raise ValueError(f"{path}: sample counts {these} differ from the first file's {sizes}")
         positions.append(line.positions)
     assert sizes is not None
-    grid, where = common_grid(positions)
+    grid, where = common_grid(positions, [path.name for _, path in files])
     layout = StoreLayout(n_points=grid.size, n_train=sizes["train"], n_val=sizes["val"], batch_size=sizes["batch"],
                          sample_losses=tuple(s for s in SPLITS if sizes[s] > 0), sample_dtype=sample_dtype)  # type: ignore[arg-type]
     ids = {s: np.arange(sizes[s], dtype=np.int64) for s in ("train", "val") if sizes[s] > 0}
     attrs = {"config": {"name": f"imported from {src.name}", "optimizer": {"lr": lr}},
              "semantics": {"source": "original pickles (line_data_{step}.pickle)",
                            "sample_ids": "positions in the original arrays (dataset ids were not stored)"}}
-    extrapolated, transposed = [], False
+    extrapolated, transposed, no_update, update_twice = [], False, [], []
     with StoreWriter.create(out_path, layout, positions=grid, sample_ids=ids, attrs=attrs, overwrite=overwrite,
                             capacity=len(files)) as writer:
         for n, (step, path) in enumerate(files):
             line = _read(path, step)
-            rec: dict[str, Any] = {"step": line.step, "lr": np.nan if lr is None else lr,
-                                   "update_step": line.update_step, "direction_norm": line.direction_norm}
-            for split, values in line.samples.items():
-                if values.shape[1] == 0:
-                    continue
-                full = np.full((grid.size, values.shape[1]), np.nan)
-                full[where[n]] = values
-                rec[f"loss_{split}"] = full.mean(axis=1)
-                rec[f"sample_loss_{split}"] = full
-            writer.append(rec)
+            writer.append(_record(line, grid.size, where[n], lr))
             if line.extrapolated:
                 extrapolated.append(line.step)
+            if line.update_column is None:
+                no_update.append(line.step)
+            elif line.update_on_grid:
+                update_twice.append(line.step)
             transposed |= line.transposed
             if progress is not None:
                 progress(n + 1, len(files))
-        writer.update_attrs({"import": {"files": len(files), "extrapolated_steps": extrapolated,
-                                        "per_sample_layout_in_files": "[K, n]" if transposed else "[n, K]",
-                                        "grid": "identical in every file" if len(set(map(len, where))) == 1
-                                        and all(np.array_equal(w, where[0]) for w in where) else
-                                        "union lattice, unmeasured points NaN"}})
+        writer.update_attrs({"import": {
+            "files": len(files), "extrapolated_steps": extrapolated,
+            "per_sample_layout_in_files": "[K, n]" if transposed else "[n, K]",
+            "grid": "union of the files' positions without their update points (exactly equal positions merged); "
+                    "a line is NaN where its file has no measurement",
+            "grid_points": int(grid.size),
+            "update_point": "loss_at_update_X: the mean over samples at s = update_step; its per-sample values "
+                            "are not stored",
+            "steps_without_update_point": no_update,
+            "steps_with_update_point_on_own_grid": update_twice}})
     return Path(out_path)
+
+
+def _record(line: _Line, n_points: int, where: np.ndarray, lr: float | None) -> dict[str, Any]:
+    """The store arrays of one imported line (means over samples in float64; the writer rounds)."""
+    rec: dict[str, Any] = {"step": line.step, "lr": np.nan if lr is None else lr,
+                           "update_step": line.update_step, "direction_norm": line.direction_norm}
+    for split, values in line.samples.items():
+        if values.shape[1] == 0:
+            continue
+        full = np.full((n_points, values.shape[1]), np.nan)
+        full[where] = values[line.columns]
+        rec[f"loss_{split}"] = full.mean(axis=1)
+        rec[f"sample_loss_{split}"] = full
+        if line.update_column is not None:
+            rec[f"loss_at_update_{split}"] = values[line.update_column].mean()
+    return rec
 
 
 def add_import_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
