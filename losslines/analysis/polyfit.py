@@ -7,8 +7,11 @@ through one pseudo-inverse; lines with missing points in the window are solved o
 
 A line is flagged *not parabolic* when its degree-2 MAE exceeds ``rel_tol`` times the loss
 range inside the window (scale-free, so it works for any loss level). Its *kink position* is the
-grid point whose second difference deviates most from the line's median second difference:
-for a smooth line all second differences are about equal, a kink shows up as one spike.
+grid point whose second divided difference (an estimate of L'' from the point and its two
+measured neighbours, exact for parabolas on any spacing) deviates most from the line's median:
+for a smooth line all are about equal, a kink shows up as one spike. Divided differences keep
+uneven grids honest (the original code's grids have spacings 0.002 and 0.006 around 0; plain
+second differences flagged a kink at 0 on every such line).
 """
 
 from __future__ import annotations
@@ -116,7 +119,8 @@ def nonparabolic(
 
     Returns:
         ``(flag [L] bool, kink_position [L])``: the kink position (distance along û) is the
-        window point with the most anomalous second difference; NaN without three window points.
+        window point with the most anomalous second divided difference; NaN without three window
+        points.
     """
     position = check_grid(position)
     losses = np.atleast_2d(np.asarray(losses, dtype=np.float64))
@@ -128,9 +132,26 @@ def nonparabolic(
         flag = np.asarray(mae2) > rel_tol * spread
         kink = np.full(losses.shape[0], np.nan)
         if idx.size >= 3:
-            d2 = y[:, :-2] - 2.0 * y[:, 1:-1] + y[:, 2:]
+            s = position[idx]
+            d2 = second_divided_difference(s, y)
             dev = np.abs(d2 - np.nanmedian(d2, axis=1, keepdims=True))
             has = np.isfinite(dev).any(axis=1)
             at = np.argmax(np.where(np.isfinite(dev), dev, -np.inf), axis=1)
             kink = np.where(has, position[idx[1:-1]][at], np.nan)
     return flag & np.isfinite(spread), kink
+
+
+def second_divided_difference(s: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``2 f[s_{j-1}, s_j, s_{j+1}]`` of every interior point: ``L''`` for a parabola, on any spacing.
+
+    Args:
+        s: ``[P]`` strictly increasing positions.
+        y: ``[L, P]`` values (NaN propagates to the points next to it).
+
+    Returns:
+        ``[L, P - 2]``, in loss per unit s squared.
+    """
+    h_left, h_right = np.diff(s)[:-1], np.diff(s)[1:]
+    right = (y[:, 2:] - y[:, 1:-1]) / h_right
+    left = (y[:, 1:-1] - y[:, :-2]) / h_left
+    return 2.0 * (right - left) / (h_left + h_right)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from losslines.analysis.polyfit import fit_polynomials, nonparabolic, window_index
+from losslines.analysis.polyfit import fit_polynomials, nonparabolic, second_divided_difference, window_index
 
 GRID = np.round(np.arange(-83, 84) * 0.006, 12)
 
@@ -51,3 +51,33 @@ def test_window_validation():
         fit_polynomials(GRID, np.zeros((1, GRID.size)), window=0.0)
     with pytest.raises(ValueError, match="widen"):
         window_index(GRID, 0.001)
+
+
+def _original_grid(si: float = 0.5, res: float = 0.006) -> np.ndarray:
+    """Ring 0 of the original code: two half-lattices, so 0's neighbours are -0.002 and +0.006."""
+    return np.concatenate([np.arange(-si, 0, res), np.arange(0, si, res)])
+
+
+def test_no_kink_is_found_at_zero_on_the_original_uneven_grid():
+    """Regression: plain second differences on the original's grid (spacings 0.002 and 0.006
+    around 0) put a 'kink' at s = 0 on every parabola."""
+    s = _original_grid()
+    assert np.diff(s).min() < 0.003 < np.diff(s).max()  # the grid is uneven around 0
+    losses = np.stack([2.0 - 0.8 * s + 3.0 * s**2, 1.0 + 0.1 * s + 0.5 * s**2 + 0.05 * s**3])
+    flag, kink = nonparabolic(s, losses, np.zeros(2), window=0.2)
+    d2 = second_divided_difference(s[np.abs(s) <= 0.2], losses[:, np.abs(s) <= 0.2])
+    np.testing.assert_allclose(d2[0], 6.0, rtol=1e-7)  # L'' of the parabola at every point, uneven spacing or not
+    assert not flag.any()
+    # a cubic's L'' = 1 + 0.3 s deviates most from its median at the window's edge
+    assert abs(kink[1]) > 0.15
+    window = s[np.abs(s) <= 0.2]
+    y = losses[1, np.abs(s) <= 0.2]
+    plain = y[:-2] - 2 * y[1:-1] + y[2:]  # what the detector took before: its spike sits next to 0
+    assert abs(window[1:-1][np.argmax(np.abs(plain - np.median(plain)))]) < 0.01
+
+
+def test_a_real_kink_is_located_on_the_original_uneven_grid():
+    s = _original_grid()
+    losses = (1.0 + 0.5 * s**2 + 0.8 * np.abs(s - 0.1))[None, :]  # a ReLU-like kink at s = 0.1
+    _, kink = nonparabolic(s, losses, np.zeros(1), window=0.2)
+    assert abs(kink[0] - 0.1) <= 0.006
