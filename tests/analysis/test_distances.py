@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from losslines.analysis.distances import blockwise_distances, dense_distances, shifted_window
+from losslines.analysis.distances import blockwise_distances, dense_distances, point_weights, shifted_window
 
 GRID = np.round(np.arange(-83, 84) * 0.006, 12)
 
@@ -56,3 +56,27 @@ def test_hole_in_window_drops_the_column_for_everyone():
     s = blockwise_distances(shifted)
     assert s.n_points == shifted.shape[1] - 1
     assert np.isfinite(s.row_mean).all()
+
+
+def test_an_uneven_grid_weights_each_point_by_its_share_of_the_window():
+    """Crowded points (the original code's grid has 0.002 and 0.006 spacings around 0) must not
+    weigh more than the rest: the distance approximates a mean over s, not over points."""
+    even = np.linspace(-0.3, 0.3, 101)                                  # spacing 0.006
+    crowded = np.sort(np.concatenate([even, np.linspace(0.0005, 0.0055, 11)]))  # 11 more points in one cell
+
+    def distance(s):
+        lines = np.stack([1.0 + s**2, 1.0 + s**2 + 0.3 * np.abs(s)])   # |difference| = 0.3 |s|, 0 at 0
+        shifted, window = shifted_window(s, lines, 0.2)
+        summary = blockwise_distances(shifted, block=1, position=window)
+        np.testing.assert_allclose(summary.consecutive[0], dense_distances(shifted, window)[0, 1], rtol=1e-12)
+        return summary.consecutive[0], float(np.mean(np.abs(shifted[0] - shifted[1])))
+
+    (weighted_even, plain_even), (weighted_crowded, plain_crowded) = distance(even), distance(crowded)
+    assert weighted_even == plain_even  # an even grid: the plain mean, bit for bit
+    assert abs(weighted_crowded - weighted_even) < 1e-3 * weighted_even
+    assert abs(plain_crowded - plain_even) > 0.05 * plain_even  # what the unweighted mean did
+
+
+def test_an_even_grid_takes_the_plain_mean():
+    s = np.linspace(-0.5, 0.5, 101)
+    assert point_weights(s[np.abs(s) <= 0.2]) is None

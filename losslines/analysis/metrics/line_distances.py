@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 
 from losslines.analysis.distances import DistanceSummary, Sink, blockwise_distances, shifted_window
+from losslines.analysis.polyfit import window_index
 from losslines.analysis.parallel import current_executor
 from losslines.analysis.metric import Block, FigureSpec, Metric, MetricResult, Parts, Plan, ReportPart, Setup
 from losslines.analysis.summary_stats import distribution, fmt, json_number
@@ -56,6 +57,9 @@ class LineDistancesMetric(Metric):
         first = (-block.offset) % stride
         return {"shifted": shifted_window(plan.setup.position, lt[first::stride], plan.setup.options.window)[0]}
 
+    def _window_position(self, plan: Plan) -> np.ndarray:
+        return plan.setup.position[window_index(plan.setup.position, plan.setup.options.window)]
+
     def finish(self, plan: Plan, parts: Parts) -> MetricResult:
         setup, stride = plan.setup, plan.params
         a = parts["shifted"]
@@ -74,7 +78,8 @@ class LineDistancesMetric(Metric):
                                 skipped=("distance matrices: fewer than two lines analysed",))
         executor = current_executor()
         summary = blockwise_distances(a, block=options.distance_block, view_size=options.view_size, sink=sink,
-                                      map_tiles=executor.map if executor.parallel else None)
+                                      map_tiles=executor.map if executor.parallel else None,
+                                      position=self._window_position(plan))
         return MetricResult(value=LineDistances(summary, lines), notes=notes)
 
     def summary(self, analysis: AnalysisResult) -> dict[str, Any]:
