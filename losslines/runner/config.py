@@ -251,11 +251,18 @@ class RunConfig:
 
 
 # ---------------------------------------------------------------------------------------------
+# Bounds that keep a valid config from crashing the run: the run seed is multiplied by ~10^6 into
+# 64-bit generator seeds (runner.seeds); torch aborts the process on absurd thread counts; the
+# schedule of lines is a list built before the run starts.
+_MAX_SEED = 2**32 - 1
+_MAX_THREADS = 1024
+_MAX_LINES = 1_000_000
+
 # Value constraints beyond types: key -> (predicate, description of the valid range).
 _RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "name": (lambda v: bool(v.strip()) and "/" not in v, "a non-empty name without '/'"),
-    "seed": (lambda v: v >= 0, ">= 0"),
-    "threads": (lambda v: v >= 0, ">= 0 (0 = torch's default)"),
+    "seed": (lambda v: 0 <= v <= _MAX_SEED, f"in [0, {_MAX_SEED}]"),
+    "threads": (lambda v: 0 <= v <= _MAX_THREADS, f"in [0, {_MAX_THREADS}] (0 = torch's default)"),
     "data.name": (lambda v: bool(v.strip()), "a dataset name"),
     "data.fraction": (lambda v: 0 < v <= 1, "in (0, 1]"),
     "data.n_val": (lambda v: v >= 0, ">= 0"),
@@ -412,7 +419,7 @@ def _build(cls: type, table: Mapping[str, Any], prefix: str) -> Any:
         key = unknown[0]
         close = difflib.get_close_matches(key, list(fields), n=1)
         hint = f"; did you mean '{prefix}{close[0]}'?" if close else f"; valid keys: {', '.join(fields)}"
-        raise ConfigError(f"config key '{prefix}{key}' is unknown{hint}")
+        raise ConfigError(f"config key {prefix + key!r} is unknown{hint}")  # repr: a key may hold any character
     kwargs = {}
     for name, value in table.items():
         key = prefix + name
@@ -472,6 +479,12 @@ def _check_consistency(cfg: RunConfig) -> None:
                           "log the lines of an inline run")
     if cfg.store.tensorboard and cfg.tensorboard_dir == Path(cfg.store.path.format(name=cfg.name)):
         raise ConfigError("config key 'store.tensorboard': the log directory must not be the store itself")
+    if m.schedule == "every" and len(range(m.offset, t.steps, m.every)) > _MAX_LINES:
+        raise ConfigError(f"config key 'measure.every': {len(range(m.offset, t.steps, m.every)):,} lines planned "
+                          f"(train.steps = {t.steps}), more than {_MAX_LINES:,}; raise measure.every")
+    if m.schedule == "log" and m.count > _MAX_LINES:
+        raise ConfigError(f"config key 'measure.count': {m.count:,} lines planned, more than {_MAX_LINES:,}; "
+                          "lower measure.count")
     if m.half_width < m.spacing:
         raise ConfigError(f"config key 'measure.half_width': {m.half_width} is below measure.spacing = {m.spacing}")
     if (m.half_width / m.spacing) * (m.max_enlargements + 1) > 100_000:
@@ -483,6 +496,40 @@ def _check_consistency(cfg: RunConfig) -> None:
         raise ConfigError(f"config key 'measure.bn_group': {m.bn_group} is implausibly large for batch {t.batch_size}")
 
 
+def _check_sources(cfg: RunConfig) -> None:
+    """The dataset and the model exist: a registry name, or an importable ``package.module:name``
+    (imported here, as the run would); a dataset that is not to be downloaded has its folder."""
+    from losslines._imports import HF_PREFIX, is_import_path, load_object
+    from losslines.data.registry import dataset_names
+    from losslines.data.sources import IMAGE_SOURCES
+    from losslines.models.registry import model_names
+    from losslines.models.torchvision_models import PREFIX as TV_PREFIX, classification_names
+
+    for key, name, names, what in (("data.name", cfg.data.name, dataset_names(), "dataset"),
+                                   ("model.name", cfg.model.name, model_names(), "model")):
+        if is_import_path(name):
+            try:
+                load_object(name, what)
+            except ValueError as err:
+                raise ConfigError(f"config key '{key}': {err}") from None
+        elif what == "model" and name.startswith(TV_PREFIX):
+            try:
+                valid = classification_names()
+            except ImportError:
+                continue  # building the model says how to install torchvision
+            if name[len(TV_PREFIX):] not in valid:
+                raise ConfigError(f"config key '{key}': {name!r} is not a torchvision classification model; "
+                                  f"valid names: {', '.join(valid)}")
+        elif what == "model" and name.startswith(HF_PREFIX) and name[len(HF_PREFIX):].strip():
+            continue  # a HuggingFace model type: checked when built (transformers is optional)
+        elif name not in names or "<" in name:  # (model_names() lists the forms above as "<...>")
+            raise ConfigError(f"config key '{key}': unknown {what} {name!r}; valid names: {', '.join(names)}")
+    root = Path(cfg.data.root).expanduser()
+    if cfg.data.root and not cfg.data.download and cfg.data.name in IMAGE_SOURCES and not root.is_dir():
+        raise ConfigError(f"config key 'data.root': {str(root)!r} does not exist and data.download = false; "
+                          f"point data.root at the folder that holds {cfg.data.name}, or set data.download = true")
+
+
 def parse_config(table: Mapping[str, Any]) -> RunConfig:
     """Validate a parsed TOML table into a :class:`RunConfig`.
 
@@ -491,6 +538,7 @@ def parse_config(table: Mapping[str, Any]) -> RunConfig:
     """
     cfg = _build(RunConfig, table, "")
     _check_consistency(cfg)
+    _check_sources(cfg)
     return cfg
 
 
