@@ -93,14 +93,23 @@ def flatten_points(out: Any, k: int, n: int) -> Any:
 
 
 def equal(a: Any, b: Any) -> bool:
-    """Are two structures equal: the same structure and every tensor bit for bit? (Leaves that are
+    """Are two structures equal: the same structure and every tensor bit for bit, NaN where the
+    other has NaN (a diverged model outputs NaN, the same at every evaluation)? (Leaves that are
     not tensors, e.g. a cache object a model returns, are not compared.)"""
     fa, sa = pytree.tree_flatten(a)
     fb, sb = pytree.tree_flatten(b)
     if sa != sb:
         return False
     pairs = [(u, v) for u, v in zip(fa, fb) if isinstance(u, Tensor) or isinstance(v, Tensor)]
-    return all(isinstance(u, Tensor) and isinstance(v, Tensor) and torch.equal(u, v) for u, v in pairs)
+    return all(isinstance(u, Tensor) and isinstance(v, Tensor) and _equal_tensors(u, v) for u, v in pairs)
+
+
+def _equal_tensors(u: Tensor, v: Tensor) -> bool:
+    if torch.equal(u, v):
+        return True
+    if u.shape != v.shape or u.dtype != v.dtype or not (u.is_floating_point() or u.is_complex()):
+        return False
+    return bool(((u == v) | (u.isnan() & v.isnan())).all())
 
 
 def numel_per_row(x: Any) -> int:

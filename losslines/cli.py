@@ -15,8 +15,10 @@ Exit codes: 0 done; 2 a user error (bad config, missing file, an output path tha
 else, a store or checkpoint that is not one): one line on stderr; 1 an internal error (an
 exception losslines did not raise as a user error, e.g. from inside torch), one line naming a file
 with the traceback (``--debug`` prints it), a storage failure (a full disk, an I/O error: one
-line saying how to continue), or ``verify`` finding problems; 130 an interrupted run, after
-saving a checkpoint. ``is_user_error`` tells the two kinds of errors apart.
+line saying how to continue), or ``verify`` finding problems; 3 a run stopped by a non-finite
+value (``train.on_nonfinite = "stop"``: the line on stdout names the step and the value; the store
+keeps the values and a checkpoint); 130 an interrupted run, after saving a checkpoint.
+``is_user_error`` tells the two kinds of errors apart.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from typing import Sequence
 
 EXIT_INTERNAL = 1
 EXIT_USAGE = 2
+EXIT_NONFINITE = 3
 EXIT_INTERRUPTED = 130
 
 # Errors about paths the user named: user errors wherever they are raised (open(), fsspec, zarr).
@@ -59,11 +62,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     result = run(cfg, resume=args.resume, progress=not args.quiet)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, process 0 reports
-        print(
-            f"{result.status}: {result.lines} lines over {result.steps} steps in {result.wall_s:.1f} s "
-            f"-> {result.store_path}"
-        )
-    return 0 if result.status == "complete" else EXIT_INTERRUPTED
+        what = f"stopped, {result.reason} (train.on_nonfinite = 'stop')" if result.status == "nonfinite" \
+            else result.status
+        print(f"{what}: {result.lines} lines over {result.steps} steps in {result.wall_s:.1f} s -> {result.store_path}")
+    return {"complete": 0, "nonfinite": EXIT_NONFINITE}.get(result.status, EXIT_INTERRUPTED)
 
 
 def _cmd_measure(args: argparse.Namespace) -> int:

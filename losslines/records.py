@@ -17,6 +17,9 @@ sides can depend on it and neither depends on the other (docs/design.md, "Archit
   ``open`` and ``append``; a plain callable also serves).
 * The plain-SGD slope rule (``sgd_slope_mismatch``): the one definition that the sampler
   enforces while measuring and ``losslines verify`` checks on a stored line.
+* The non-finite line (``nonfinite_line``): the one definition of a diverged line that the run
+  flags (``train.on_nonfinite``), ``losslines verify`` accepts when flagged and the analysis
+  marks and leaves out.
 
 Units: positions are distances along the unit update direction û; losses are in nats (mean over
 the split's samples, accumulated in float64); slopes are nats per unit of s.
@@ -49,6 +52,29 @@ def sgd_slope_mismatch(slope0_batch, direction_norm, rtol: float = SGD_SLOPE_RTO
     norm = np.asarray(direction_norm, dtype=np.float64)
     with np.errstate(invalid="ignore"):
         bad = np.isfinite(slope) & np.isfinite(norm) & (np.abs(slope + norm) > rtol * np.abs(norm))
+    return bool(bad) if bad.ndim == 0 else bad
+
+
+def nonfinite_line(direction_norm, update_step, loss_at_zero: Mapping[str, object]):
+    """Is a line non-finite: its ``direction_norm``, its ``update_step`` or the mean loss at s = 0
+    of any split NaN or ±inf? (Scalars, or arrays over lines.)
+
+    These are the values every line of every store has, so the flag follows from the stored data
+    alone. A diverging run (too large a learning rate) makes them overflow; its values are kept
+    as they are and the line is flagged. Slopes do not count: a store without exact slopes (one
+    imported from the original pickles) holds NaN there by design.
+
+    Args:
+        direction_norm, update_step: ``‖u‖/λ`` and ``‖u‖``, ``[L]`` or scalars.
+        loss_at_zero: ``{split: mean loss at s = 0}``, each ``[L]`` or a scalar (nats).
+
+    Returns:
+        ``bool`` for scalar inputs, a boolean array ``[L]`` for arrays.
+    """
+    values = [np.asarray(v, dtype=np.float64) for v in (direction_norm, update_step, *loss_at_zero.values())]
+    bad = np.zeros(np.broadcast_shapes(*(v.shape for v in values)), dtype=bool)
+    for v in values:
+        bad |= ~np.isfinite(v)
     return bool(bad) if bad.ndim == 0 else bad
 
 

@@ -45,10 +45,12 @@ def draw_line(ax, position: np.ndarray, view: LineView) -> None:
         ax.axvline(s, color=color, lw=1.0, ls=":" if key not in _MARK_STYLE else "-", alpha=0.9, label=f"{label}: {s:.3g}")
     ax.set_xlabel("step size s (distance along the unit update direction)")
     ax.set_ylabel("loss (nats)")
-    ax.set_title(f"line {view.line} (training step {view.step})")
+    drawn = any(np.isfinite(values).any() for values in view.losses.values())
+    ax.set_title(f"line {view.line} (training step {view.step})" + ("" if drawn else ": no finite loss (diverged)"))
     if train is not None and np.isfinite(train).any():  # zoom on the full-batch line (L_B may run off)
         finite = train[np.isfinite(train)]
         span = float(finite.max() - finite.min())
         ax.set_ylim(float(finite.min()) - 0.1 * span, float(finite.max()) + 0.25 * span)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     ax.grid(alpha=0.3)

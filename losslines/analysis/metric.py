@@ -64,6 +64,10 @@ class Setup:
         position: ``[K]`` float64 grid (distance along the unit update direction).
         out_dir: the report folder, where a metric may write large outputs of its own; None
             when nothing may be written.
+        nonfinite: ``[L]`` bool, the analysed lines that are non-finite
+            (``losslines.records.nonfinite_line``: a diverging run's NaN or ±inf at s = 0). They
+            are left out of every metric: in ``Block.arrays`` their measured values are NaN, as
+            for lines never measured (the store keeps them as they are). None: none.
     """
 
     source: LineSource
@@ -71,6 +75,7 @@ class Setup:
     options: AnalysisOptions
     position: np.ndarray
     out_dir: Path | None = None
+    nonfinite: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -102,7 +107,8 @@ class Block:
     Attributes:
         offset: position of the first row among the analysed lines (0 = ``lines.start``).
         lines: ``[n]`` committed line indices of the rows.
-        arrays: ``{name: [n, ...]}`` the planned store arrays, as stored (dtype unchanged).
+        arrays: ``{name: [n, ...]}`` the planned store arrays, as stored (dtype unchanged), but
+            NaN in every floating-point array on the rows of non-finite lines (``Setup.nonfinite``).
         upstream: ``{metric: parts}`` this block's parts of the metrics in ``needs``.
     """
 

@@ -59,8 +59,17 @@ def _header(res: AnalysisResult) -> dict[str, Any]:
         "steps": [json_number(pl["step"][0]), json_number(pl["step"][-1])] if "step" in pl else None,
         "grid": {"points": int(res.position.size), "min": json_number(np.nanmin(res.position)),
                  "max": json_number(np.nanmax(res.position))},
+        "nonfinite": _nonfinite_summary(res),
         "options": options,
     }
+
+
+def _nonfinite_summary(res: AnalysisResult) -> dict[str, Any]:
+    """The non-finite lines (a diverging run): how many, which (committed indices and steps)."""
+    flag = np.asarray(res.per_line.get("nonfinite", np.zeros(res.lines.size, dtype=bool)), dtype=bool)
+    steps = res.per_line.get("step")
+    return {"lines": int(flag.sum()), "line_indices": [int(i) for i in res.lines[flag]],
+            "steps": [int(t) for t in steps[flag]] if steps is not None else None}
 
 
 def write_outputs(res: AnalysisResult, out_dir: Path, figures: dict[str, list[Path]]) -> dict[str, Any]:
@@ -78,6 +87,18 @@ def write_outputs(res: AnalysisResult, out_dir: Path, figures: dict[str, list[Pa
     return summary
 
 
+def _nonfinite_markdown(nonfinite: dict[str, Any]) -> list[str]:
+    n = nonfinite["lines"]
+    if not n:
+        return []
+    steps = nonfinite["steps"] or nonfinite["line_indices"]
+    shown = ", ".join(map(str, steps[:10])) + (f", … ({n - 10} more)" if n > 10 else "")
+    what = "training steps" if nonfinite["steps"] is not None else "lines"
+    return [f"**{n} non-finite line(s)** ({what} {shown}): NaN or ±inf at s = 0 — the run diverged. They are "
+            "stored as measured, marked `nonfinite` in the per-line results and left out: every metric below is "
+            "computed on the finite lines only.", ""]
+
+
 def _markdown(s: dict[str, Any], parts: list[ReportPart], figures: dict[str, list[Path]]) -> str:
     lines = [
         "# losslines analysis", "",
@@ -85,6 +106,7 @@ def _markdown(s: dict[str, Any], parts: list[ReportPart], figures: dict[str, lis
         f"analysed {s['analysed_lines']} (lines {s['line_range'][0]}–{s['line_range'][1]}"
         + (f", training steps {s['steps'][0]}–{s['steps'][1]}" if s["steps"] else "") + ").",
         f"Grid: {s['grid']['points']} points on [{s['grid']['min']:.4g}, {s['grid']['max']:.4g}].", "",
+        *_nonfinite_markdown(s["nonfinite"]),
         "## Headline numbers", "",
         "| quantity | value |", "|---|---|",
     ]

@@ -114,7 +114,9 @@ class AnalysisResult:
         metrics: the metrics that ran, in registration (presentation) order.
         outputs: ``{metric name: MetricResult}``, skipped ones included (``computed`` False).
         per_line: ``{name: [L]}`` the store's ``step``, ``lr``, ``direction_norm``,
-            ``update_step`` and every metric's per-line values.
+            ``update_step``, ``nonfinite`` (bool: the line is NaN or ±inf at s = 0, a diverged run's,
+            and left out of every metric, whose values there are NaN) and every metric's per-line
+            values.
         views: the lines drawn as line plots.
         skipped, notes: every metric's reasons and caveats, in registration order, each once.
     """

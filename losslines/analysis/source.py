@@ -146,6 +146,12 @@ class LineSource:
             return np.concatenate(parts)
         return np.empty((0,) + self.shape(name)[1:], dtype=self._store[name].dtype)
 
+    def read_point(self, name: str, lines: LineRange, point: int) -> np.ndarray:
+        """Grid point ``point`` of every selected row of a ``[L, K]`` per-line array (``[L]``;
+        e.g. the losses at s = 0), read block by block."""
+        parts = [rows[:, point] for _, rows in self.blocks(name, lines, rows_per_block=4096)]
+        return np.concatenate(parts) if parts else np.empty(0, dtype=self._store[name].dtype)
+
     def blocks(self, name: str, lines: LineRange, *, rows_per_block: int) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(offset, rows)``: selected rows ``offset ... offset + len(rows) - 1`` of ``name``.
 

@@ -24,6 +24,11 @@ whose ``step()`` ran in the block) and measures at θ_t along û:
 * exact slopes at 0 for every split, and enlargement rings while the train line's minimum lies
   on the edge of the measured region (every split is measured on each ring; unmeasured = NaN).
 
+Non-finite values (a diverging run) are measured and emitted as they are, never replaced. A step
+whose update u holds NaN or ±inf (or whose ``update_step = ‖u‖`` is not finite) has no direction
+û: its line is measured at s = 0 only — θ_t, the same point along any direction — and its other
+points, its slopes and its loss at the step taken are NaN (not measured).
+
 It emits one ``losslines.records.LineRecord`` per line into its sink, given at construction: a
 ``LineSink`` (such as ``losslines.store.StoreSink``, opened with the sampler's ``LineShape`` once
 the settings are validated), any callable, or none (records collect in ``sampler.records``).
@@ -32,10 +37,12 @@ The model after the block is exactly what the optimizer produced: measuring neve
 
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 from typing import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
+import torch
 from torch import Tensor, nn
 
 from losslines import batched
@@ -135,6 +142,8 @@ class LineSampler:
         self.sample_losses = tuple(s for s in SPLITS if s in sample_losses)
         self.records: list[LineRecord] = []
         self.step_records: list[StepRecord] = []
+        # what the last measure() emitted: the step's line, or its per-step values off the schedule
+        self.last_record: LineRecord | StepRecord | None = None
         self._source = SourceResolver(model)
         if sink is not None and not callable(sink) and not isinstance(sink, LineSink):
             raise ValueError(f"sink must be a LineSink (open, append), a callable or None, got {type(sink).__name__}")
@@ -192,6 +201,9 @@ class LineSampler:
             batch_ids: ``[B]`` dataset ids of the batch (default: -1, unknown).
             epoch: training epoch, stored with the line.
 
+        After a measured step, ``last_record`` is what it emitted: the ``LineRecord`` of a
+        scheduled step, else the per-step ``StepRecord`` (``per_step``).
+
         Raises:
             ValueError: bad source, missing batch, zero update direction.
             RuntimeError: the plain-SGD slope check failed.
@@ -216,11 +228,13 @@ class LineSampler:
             step_record = self._measure_step(step, epoch, direction, theta_t, buffers_t, batch, trained_bn)
             if self.measure_batch:
                 self._check_sgd(src, step, step_record.splits["batch"].slope0, step_record.direction_norm)
+            self.last_record = step_record
             self._emit_step(step_record)
             return
         record = self._measure_line(step, epoch, direction, theta_t, buffers_t, batch, batch_ids, trained_bn)
         if self.measure_batch:
             self._check_sgd(src, step, record["batch"].slope0, record.direction_norm)
+        self.last_record = record
         self._emit(record)
         if self.per_step:
             self._emit_step(self._step_of(record))
@@ -262,11 +276,14 @@ class LineSampler:
             evaluators["batch"] = self._batch_evaluator(batch, trained_bn)
         seed = line_dropout_seed(self.dropout_seed, step) if self.dropout == "fixed" else None
         values = {}
+        along, points = direction.vector, [0.0, direction.update_step]
+        if not _finite(direction):  # no direction: s = 0 only (see the module docstring)
+            along, points = _anywhere(direction), [0.0]
         for split, ev in evaluators.items():
-            m = ev.measure(direction.vector, [0.0, direction.update_step], slope=True, params=theta_t,
-                           buffers=buffers_t, dropout_seed=seed)
+            m = ev.measure(along, points, slope=len(points) == 2, params=theta_t, buffers=buffers_t,
+                           dropout_seed=seed)
             values[split] = StepValues(loss0=float(m.loss[0]), accuracy0=float(m.accuracy[0]), slope0=float(m.slope0),
-                                       loss_at_update=float(m.loss[1]))
+                                       loss_at_update=float(m.loss[1]) if len(points) == 2 else float("nan"))
         return StepRecord(step=int(step), epoch=int(epoch), lr=float(direction.lr),
                           direction_norm=float(direction.direction_norm), update_step=float(direction.update_step),
                           splits=values)
@@ -306,6 +323,9 @@ class LineSampler:
         grid, positions = self.grid, self.grid.positions
         seed = line_dropout_seed(self.dropout_seed, step) if self.dropout == "fixed" else None
         kwargs = dict(params=theta_t, buffers=buffers_t, dropout_seed=seed)
+        if not _finite(direction):
+            return self._record(step, epoch, direction, self._origin_only(evaluators, direction, kwargs), batch_ids,
+                                seed)
         core = grid.ring_indices(0)
         points = np.append(positions[core], direction.update_step)
         out = {}
@@ -320,6 +340,18 @@ class LineSampler:
             for split, ev in evaluators.items():
                 out[split].fill(ring, ev.measure(direction.vector, positions[ring], slope=False, **kwargs))
         return self._record(step, epoch, direction, out, batch_ids, seed)
+
+    def _origin_only(self, evaluators: dict[str, LineEvaluator], direction: Direction,
+                     kwargs: dict) -> dict[str, "_LineArrays"]:
+        """The line of a step whose update is not finite: s = 0 measured, the rest NaN (not measured)."""
+        zero = np.array([self.grid.zero_index])
+        out = {}
+        for split, ev in evaluators.items():
+            m = ev.measure(_anywhere(direction), [0.0], slope=False, **kwargs)
+            out[split] = _LineArrays.empty(self.grid.n_points, ev.n_samples, m)
+            out[split].loss_at_update = float("nan")  # no step was taken along a direction
+            out[split].fill(zero, m)
+        return out
 
     def _min_on_edge(self, loss: np.ndarray, n_rings: int) -> bool:
         mask = self.grid.measured_mask(n_rings)
@@ -371,6 +403,19 @@ class LineSampler:
 def line_dropout_seed(base: int, step: int) -> int:
     """The dropout-mask seed of the line of training step ``step`` (``dropout="fixed"``)."""
     return int(base) * 1_000_033 + int(step)
+
+
+def _finite(direction: Direction) -> bool:
+    """Is there a direction û: ``update_step`` and every entry of u finite? (λ·buf can overflow
+    the model's dtype while λ·‖buf‖, accumulated in float64, does not.)"""
+    vector = direction.vector.values()
+    return math.isfinite(direction.update_step) and all(bool(torch.isfinite(u).all()) for u in vector)
+
+
+def _anywhere(direction: Direction) -> dict[str, Tensor]:
+    """A finite stand-in for a non-finite update, to evaluate s = 0 only: ``fl(θ_t + 0·û) = θ_t``
+    along any finite direction, so the values at s = 0 are θ_t's own."""
+    return {name: torch.ones_like(u) for name, u in direction.vector.items()}
 
 
 def _pad(values: np.ndarray, slots: int) -> np.ndarray:

@@ -31,9 +31,11 @@ from losslines.store.location import Location, location
 
 CHECKPOINT_FORMAT = 2  # 2: loadable with weights_only=True (1 held NumPy's generator state as arrays)
 
-# Keys that may differ on --resume: where the data lives and how the writer queues, not what is measured.
+# Keys that may differ on --resume: where the data lives, how the writer queues and whether a
+# non-finite value stops the run (a run stopped by one continues with train.on_nonfinite = "continue"),
+# not what is measured.
 RESUMABLE_CHANGES = frozenset({"data.root", "data.download", "store.max_queued_lines", "store.storage_options",
-                               "store.commit_every"})
+                               "store.commit_every", "train.on_nonfinite"})
 
 
 def checkpoint_dir(store: str | Path | Location) -> Location:
@@ -57,6 +59,8 @@ class TrainingState:
         config: the resolved config, to refuse resuming a different run.
         committed_direction_lines: lines committed to the ``directions/`` group.
         committed_steps: entries committed to the ``steps/`` group (the per-step mode).
+        nonfinite_steps: steps of the non-finite lines so far (``runner.nonfinite``).
+        first_nonfinite: the first non-finite value so far (``NonFinite.as_attrs()``), or None.
     """
 
     step: int
@@ -70,6 +74,8 @@ class TrainingState:
     config: dict[str, Any]
     committed_direction_lines: int = 0
     committed_steps: int = 0
+    nonfinite_steps: tuple[int, ...] = ()
+    first_nonfinite: dict[str, Any] | None = None
 
 
 def save_checkpoint(directory: Location, state: TrainingState) -> Location:

@@ -109,6 +109,13 @@ class TrainConfig:
         checkpoint_minutes: also checkpoint when this much wall time passed since the last one
             (0: never on time). Every run also checkpoints before its first step, on an
             interrupt and at the end; one checkpoint is kept, replaced atomically.
+        on_nonfinite: what a diverging run does when its training loss, an update's norm or a
+            measured line's loss at s = 0 is NaN or ±inf at step t: ``stop`` (the default: the
+            step's line is stored as measured, a checkpoint is saved, the store is closed
+            ``failed`` with a ``status_reason`` naming step t and the value, and
+            ``losslines run`` exits with code 3) or ``continue`` (the run goes on). Either way
+            the values are stored as they are and the store's ``nonfinite_steps`` lists the
+            non-finite lines (``runner.nonfinite``).
     """
 
     steps: int = 100
@@ -125,6 +132,7 @@ class TrainConfig:
     checkpoint_every: int = 0
     checkpoint_lines: bool = True
     checkpoint_minutes: float = 5.0
+    on_nonfinite: Literal["stop", "continue"] = "stop"
 
 
 @dataclass(frozen=True)

@@ -39,10 +39,13 @@ class RunResult:
 
     Attributes:
         store_path: the zarr store written.
-        status: ``complete`` or ``interrupted`` (a checkpoint was saved; resume with ``--resume``).
+        status: ``complete``, ``interrupted`` (a checkpoint was saved; resume with ``--resume``) or
+            ``nonfinite`` (``train.on_nonfinite = "stop"``: the last step's training loss, update
+            or line held NaN or ±inf; its line is stored as measured, the store closed ``failed``).
         steps: training steps done in total (including those before a resume).
         lines: lines committed to the store in total.
         wall_s: wall time of this invocation in seconds.
+        reason: why a ``nonfinite`` run stopped, naming the step and the value ("" otherwise).
     """
 
     store_path: Path | str
@@ -50,6 +53,7 @@ class RunResult:
     steps: int
     lines: int
     wall_s: float
+    reason: str = ""
 
 
 def run(cfg: RunConfig, *, resume: bool = False, progress: bool = True, stop_at_step: int | None = None,
@@ -136,12 +140,14 @@ def _run(cfg: RunConfig, ranks, *, resume: bool, progress: bool, stop_at_step: i
                                               desc=cfg.name, quiet=not ranks.is_main,
                                               total_measured=parts.planned_lines,
                                               initial_measured=state.committed_lines if state is not None else 0))
+        if state is not None:
+            loop.restore_nonfinite(state)
         status, steps = loop.run(start, stop_at_step)
     finally:
         if isinstance(sink, TensorBoardSink):
             sink.close()
     return RunResult(store_path=cfg.store_path, status=status, steps=steps, lines=sink.writer.committed_lines,
-                     wall_s=time.perf_counter() - t0)
+                     wall_s=time.perf_counter() - t0, reason=str(loop.nonfinite or ""))
 
 
 def _killed_before_first_checkpoint(store_path, ckpt_dir) -> bool:

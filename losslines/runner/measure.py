@@ -29,6 +29,7 @@ from losslines.runner.attrs import store_attrs
 from losslines.runner.config import RunConfig, parse_config
 from losslines.runner.distributed import SINGLE, Ranks, init_ranks, release_ranks
 from losslines.runner.driver import RunResult
+from losslines.runner.nonfinite import is_nonfinite_line
 from losslines.runner.parts import RunParts, build_parts, build_sampler
 from losslines.runner.progress import Progress
 from losslines.runner.recording import RecordedLine, RecordingReader
@@ -104,8 +105,12 @@ def _measure(rec: RecordingReader, cfg: RunConfig, ranks: Ranks, *, resume: bool
     source = parts.stepper.source  # the plain-SGD slope check applies as in the inline run
     parts.model.train()
     strategy_recorded, done = False, start
+    # the non-finite lines (a diverged run's), flagged as an inline run flags them (runner.nonfinite)
+    nonfinite_steps = _nonfinite_before(out, rec, start) if ranks.is_main and resume else []
     with (sink.writer if ranks.is_main else nullcontext()), InterruptBetweenSteps() as interrupt:
         try:
+            if ranks.is_main:
+                sink.writer.update_attrs({"nonfinite_steps": nonfinite_steps})
             for first in range(start, n, world):
                 if ranks.any(interrupt.requested):
                     raise KeyboardInterrupt
@@ -116,6 +121,9 @@ def _measure(rec: RecordingReader, cfg: RunConfig, ranks: Ranks, *, resume: bool
                     for r in gathered:
                         if r is not None:
                             sink.append(r)
+                            if is_nonfinite_line(r, parts.grid.zero_index):
+                                nonfinite_steps.append(int(r.step))
+                                sink.writer.update_attrs({"nonfinite_steps": nonfinite_steps})
                     if not strategy_recorded and sampler.strategy_report is not None:
                         sink.writer.update_attrs({"strategy_report": sampler.strategy_report.as_attrs()})
                         strategy_recorded = True
@@ -154,6 +162,12 @@ def _check_resumed(rec: RecordingReader, committed: int, out: Location) -> int:
         raise ValueError(f"store {out} holds {committed} lines that are not the first lines of the recording "
                          f"{rec.path}; measure into a new store")
     return committed
+
+
+def _nonfinite_before(out: Location, rec: RecordingReader, committed: int) -> list[int]:
+    """The store's ``nonfinite_steps`` among its committed lines (a resumed measurement)."""
+    kept = set(int(t) for t in rec.steps()[:committed])
+    return [int(t) for t in open_store(out).attrs.get("nonfinite_steps") or [] if int(t) in kept]
 
 
 def _measure_line(sampler, parts: RunParts, line: RecordedLine, source) -> LineRecord:

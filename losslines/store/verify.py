@@ -105,6 +105,9 @@ def _check_lines(store: LineStore, block: int) -> list[Finding]:
     zero = int(np.flatnonzero(store.position == 0.0)[0]) if np.any(store.position == 0.0) else None
     sample_tol = SAMPLE_MEAN_TOL.get(store.layout.sample_dtype, 1e-5)
     plain_sgd = _plain_sgd(store)
+    # lines the run flagged as non-finite (train.on_nonfinite; records.nonfinite_line): a diverged
+    # run's values, stored as measured, break no invariant; an unflagged NaN is still a finding
+    diverged = np.asarray(store.attrs.get("nonfinite_steps") or [], dtype=np.int64)
 
     def first_bad(mask: np.ndarray, start: int) -> int:
         return start + int(np.flatnonzero(mask)[0])
@@ -114,31 +117,36 @@ def _check_lines(store: LineStore, block: int) -> list[Finding]:
         steps = store["step"][start:stop]
         if np.any(steps < 0):
             out.append(Finding("missing", f"step line {first_bad(steps < 0, start)}", "no training step (unwritten)"))
+        flagged = np.isin(steps, diverged)
         lr, norm, upd = (store[n][start:stop].astype(np.float64) for n in ("lr", "direction_norm", "update_step"))
-        known = np.isfinite(lr)
-        bad = known & ~np.isclose(upd, lr * norm, rtol=UPDATE_RTOL, atol=0)
+        known = np.isfinite(lr) & ~flagged
+        with np.errstate(over="ignore", invalid="ignore"):
+            bad = known & ~np.isclose(upd, lr * norm, rtol=UPDATE_RTOL, atol=0)
         if bad.any():
             i = first_bad(bad, start)
             out.append(Finding("update_step", f"line {i}",
                                f"update_step {upd[i - start]:.7g} != lr·direction_norm {lr[i - start] * norm[i - start]:.7g}"))
         for split in store.layout.measured_splits:
             loss = store[f"loss_{split}"][start:stop]
-            if zero is not None and not np.all(np.isfinite(loss[:, zero])):
-                i = first_bad(~np.isfinite(loss[:, zero]), start)
-                out.append(Finding("loss", f"loss_{split} line {i}", "not finite at s = 0"))
+            if zero is not None and np.any(~np.isfinite(loss[:, zero]) & ~flagged):
+                i = first_bad(~np.isfinite(loss[:, zero]) & ~flagged, start)
+                out.append(Finding("loss", f"loss_{split} line {i}", "not finite at s = 0 (and not listed in "
+                                                                     "nonfinite_steps)"))
             name = f"sample_loss_{split}"
             if store.has(name):
                 samples = store[name][start:stop].astype(np.float64)
                 if zero is not None and split != "batch":  # every sample is measured at s = 0
-                    missing = ~np.isfinite(samples[:, zero, :]) & np.isfinite(loss[:, zero])[:, None]
+                    # NaN: unwritten (±inf is a loss beyond the sample dtype, e.g. float16's 65504)
+                    missing = np.isnan(samples[:, zero, :]) & np.isfinite(loss[:, zero])[:, None]
                     if missing.any():
                         i, k = np.argwhere(missing)[0]
                         out.append(Finding("missing", f"{name} line {start + i} sample {k}",
                                            f"not finite at s = 0 although loss_{split} is"))
                 measured = np.isfinite(samples).any(axis=-1)  # padded batch slots and unmeasured points are NaN
                 mean = np.full(loss.shape, np.nan)
-                mean[measured] = np.nanmean(samples[measured], axis=-1)
-                gap = np.abs(mean - loss)
+                with np.errstate(over="ignore", invalid="ignore"):  # a diverged line's ±inf: no gap to judge
+                    mean[measured] = np.nanmean(samples[measured], axis=-1)
+                    gap = np.abs(mean - loss)
                 bad = np.isfinite(gap) & (gap > sample_tol * np.maximum(1.0, np.abs(loss)))
                 if bad.any():
                     i, j = np.argwhere(bad)[0]

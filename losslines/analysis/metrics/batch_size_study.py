@@ -154,12 +154,13 @@ class BatchSizeStudyMetric(Metric):
                    f"applied per sample (exact for quadratics; bias {p.stencil.bias_per_cubic:.3g}·c for a cubic "
                    f"term c s³; noise gain {p.stencil.noise_gain:.3g} per unit of per-point rounding)")
         exact_text = "the exact per-sample slopes at 0 the store keeps (forward-mode jvp, sample_slope0_*)"
-        if exact.all():
+        stenciled = int((~exact & _measured(s)).sum())
+        if exact.any() and not stenciled:
             method = exact_text
         elif not exact.any():
             method = stencil
         else:
-            method = f"{exact_text} on {int(exact.sum())} lines; on the other {int((~exact).sum())}, the {stencil}"
+            method = f"{exact_text} on {int(exact.sum())} lines; on the other {stenciled}, the {stencil}"
         study = BatchStudy(
             batch_sizes=sizes, n_batch=p.n_batch, expected_ratio=expected_ratio(sizes, p.n_batch),
             slopes=s, batch_slope=parts["own"], sgd_steps=-p.lr[:, None] * s.mean(axis=2), method=method,
@@ -175,7 +176,8 @@ class BatchSizeStudyMetric(Metric):
         error = st.stencil_error if st.stencil_error is not None else np.full(st.batch_slope.shape, np.nan)
         return {"batch_size": {
             "n_batch": st.n_batch, "method": st.method,
-            "lines_with_exact_slopes": int(exact.sum()), "lines_with_stencil_slopes": int((~exact).sum()),
+            "lines_with_exact_slopes": int(exact.sum()),
+            "lines_with_stencil_slopes": int((~exact & _measured(st.slopes)).sum()),
             "stencil_relative_error": distribution(error[np.isfinite(error)]),
             "sizes": {str(int(b)): {"expected_ratio": json_number(st.expected_ratio[j]),
                                     "measured_ratio": distribution(ratio[:, j, :]),
@@ -202,6 +204,12 @@ class BatchSizeStudyMetric(Metric):
         from losslines.analysis.figures_metrics import batchsize_figure
 
         return (FigureSpec("batch size versus learning rate (Fig. 7)", "batch_size", batchsize_figure),)
+
+
+def _measured(slopes: np.ndarray) -> np.ndarray:
+    """``[L, S, D]`` -> ``[L]``: lines with any finite slope (not those the analysis left out as
+    non-finite, which reach the metric as NaN)."""
+    return np.isfinite(slopes).any(axis=(1, 2))
 
 
 def _complete(exact: np.ndarray, estimate: np.ndarray) -> bool:

@@ -17,6 +17,7 @@ from losslines.analysis.direction_stats import DirectionStats, direction_stats
 from losslines.analysis.metric import FigureSpec, Metric, MetricResult, Parts, Plan, ReportPart, Setup, Stage
 from losslines.analysis.source import LineRange
 from losslines.analysis.summary_stats import distribution, fmt
+from losslines.records import nonfinite_line
 
 if TYPE_CHECKING:
     from losslines.analysis.results import AnalysisResult
@@ -54,18 +55,27 @@ class DirectionSpreadMetric(Metric):
         return Plan(setup, params=sub)
 
     def finish(self, plan: Plan, parts: Parts) -> MetricResult:
-        sub = plan.params
+        sub, position = plan.params, plan.setup.position
         every = LineRange(0, sub.committed_lines)
-        stats = direction_stats(plan.setup.position, sub.read("loss_train", every), sub.read("direction_norm", every),
-                                window=plan.setup.options.window)
+        losses = sub.read("loss_train", every).astype(np.float64)
+        norm = sub.read("direction_norm", every).astype(np.float64)
+        # a diverged θ_t: its direction lines are non-finite (records.nonfinite_line), left out like unmeasured ones
+        zero = np.flatnonzero(position == 0.0)
+        nonfinite = nonfinite_line(norm, 0.0, {"train": losses[..., zero[0]] if zero.size else 0.0})  # what it reads
+        notes = ()
+        if nonfinite.any():
+            losses[nonfinite], norm[nonfinite] = np.nan, np.nan
+            notes = (f"all directions: {int(nonfinite.sum())} of {nonfinite.size} direction lines are non-finite "
+                     "(NaN or ±inf at s = 0: a diverged θ_t) and left out",)
+        stats = direction_stats(position, losses, norm, window=plan.setup.options.window)
         steps = sub.read("step", every) if sub.has("step") else every.indices
-        return MetricResult(value=DirectionSpread(stats, steps))
+        return MetricResult(value=DirectionSpread(stats, steps), notes=notes)
 
     def summary(self, analysis: AnalysisResult) -> dict[str, Any]:
         ds: DirectionStats = self.output(analysis).value.stats
         return {"directions": {"positions": int(ds.s_opt.shape[0]), "directions": int(ds.s_opt.shape[1]),
-                               "s_opt_std_over_directions": distribution(np.nanstd(ds.s_opt, axis=1)),
-                               "ratio_std_over_directions": distribution(np.nanstd(ds.ratio, axis=1)),
+                               "s_opt_std_over_directions": distribution(_std_over_directions(ds.s_opt)),
+                               "ratio_std_over_directions": distribution(_std_over_directions(ds.ratio)),
                                "mae2": distribution(ds.mae2), "mean_distance": distribution(ds.mean_distance)}}
 
     def report(self, summary: Mapping[str, Any]) -> ReportPart:
@@ -79,3 +89,12 @@ class DirectionSpreadMetric(Metric):
         from losslines.analysis.figures_metrics import directions_figure
 
         return (FigureSpec("all directions (Fig. 8)", "directions", directions_figure),)
+
+
+def _std_over_directions(values: np.ndarray) -> np.ndarray:
+    """``[P, M]`` -> ``[P]`` std over the finite directions of each position (NaN where none is)."""
+    finite = np.isfinite(values)
+    out = np.full(values.shape[0], np.nan)
+    rows = finite.any(axis=1)
+    out[rows] = np.nanstd(np.where(finite, values, np.nan)[rows], axis=1)
+    return out

@@ -96,10 +96,11 @@ class ReplayedRulesMetric(Metric):
         lines = ["", "## Step rules on the full-batch line", "",
                  "| rule | median step | mean improvement | accumulated improvement | mean distance s_opt − s "
                  "| lines with the step off the measured grid |", "|---|---|---|---|---|---|"]
+        finite = summary["analysed_lines"] - summary.get("nonfinite", {}).get("lines", 0)  # those left out: no step
         for k, v in summary["rules"].items():
             lines.append(f"| {k} | {fmt(v['step']['median'])} | {fmt(v['improvement']['mean'])} | "
                          f"{fmt(v['accumulated_improvement'])} | {fmt(v['distance']['mean'])} | "
-                         f"{summary['analysed_lines'] - v['improvement']['n']} |")
+                         f"{finite - v['improvement']['n']} |")
         lines += ["", "Improvements use the exact stored loss at the update step where present, else the "
                   "parabola through the 3 nearest grid points; a step off the measured grid has no improvement "
                   "(it counts as 0 in the accumulated sum)."]

@@ -62,6 +62,8 @@ class SlopeSourcesMetric(Metric):
                 use = np.zeros(estimate.shape[0], dtype=bool)
                 parts[f"slope0_{split}"] = estimate
             parts[f"exact_{split}"] = use
+            # neither: a line left out as non-finite (no finite loss: compute.py)
+            parts[f"grid_{split}"] = ~use & np.isfinite(block.f64(f"loss_{split}")).any(axis=1)
         if "slope0_batch" in parts and "direction_norm" in block.arrays:
             norm = block.f64("direction_norm")
             with np.errstate(invalid="ignore", divide="ignore"):
@@ -72,8 +74,7 @@ class SlopeSourcesMetric(Metric):
         counts = {}
         for split in SPLITS:
             if f"exact_{split}" in parts:
-                exact = int(parts[f"exact_{split}"].sum())
-                counts[split] = {"exact": exact, "grid": int(parts[f"exact_{split}"].size) - exact}
+                counts[split] = {"exact": int(parts[f"exact_{split}"].sum()), "grid": int(parts[f"grid_{split}"].sum())}
         per_line = {f"slope0_{s}": parts[f"slope0_{s}"] for s in SPLITS if f"slope0_{s}" in parts}
         return MetricResult(per_line=per_line, value=SlopeSources(counts, parts.get("batch_check")))
 
