@@ -37,6 +37,7 @@ The model after the block is exactly what the optimizer produced: measuring neve
 
 from __future__ import annotations
 
+import logging
 import math
 from contextlib import contextmanager
 from typing import Callable, Iterator, Mapping, Sequence
@@ -51,9 +52,11 @@ from losslines.engine.evaluator import LineEvaluator, LineMeasurement
 from losslines.engine.grid import Grid
 from losslines.engine.schedule import Schedule
 from losslines.engine.strategies import StrategyReport, make_strategy
-from losslines.records import (SPLITS, LineRecord, LineShape, LineSink, SplitLine, StepRecord, StepValues,
-                               sgd_slope_mismatch)
+from losslines.records import (SGD_CHECK_MAX_LOSS, SPLITS, LineRecord, LineShape, LineSink, SplitLine, StepRecord,
+                               StepValues, sgd_slope_mismatch)
 
+
+log = logging.getLogger(__name__)
 
 class LineSampler:
     """Measures a line at every scheduled training step (see the module docstring).
@@ -111,6 +114,7 @@ class LineSampler:
             raise ValueError("grid must be a Grid (make_grid) and schedule a Schedule")
         self.model, self.grid, self.schedule, self.loss = model, grid, schedule, loss
         self.slope, self.check_sgd_slope = slope, check_sgd_slope
+        self._sgd_check_skipped = False  # said once per sampler
         self.dropout, self.dropout_seed, self.per_step = dropout, int(dropout_seed), bool(per_step)
         self._eval_kwargs = dict(loss=loss, strategy=make_strategy(strategy), dropout=dropout,
                                  memory_budget=memory_budget)
@@ -227,13 +231,15 @@ class LineSampler:
         if not dense:
             step_record = self._measure_step(step, epoch, direction, theta_t, buffers_t, batch, trained_bn)
             if self.measure_batch:
-                self._check_sgd(src, step, step_record.splits["batch"].slope0, step_record.direction_norm)
+                self._check_sgd(src, step, step_record.splits["batch"].slope0, step_record.direction_norm,
+                                step_record.splits["batch"].loss0)
             self.last_record = step_record
             self._emit_step(step_record)
             return
         record = self._measure_line(step, epoch, direction, theta_t, buffers_t, batch, batch_ids, trained_bn)
         if self.measure_batch:
-            self._check_sgd(src, step, record["batch"].slope0, record.direction_norm)
+            self._check_sgd(src, step, record["batch"].slope0, record.direction_norm,
+                            record["batch"].loss[self.grid.zero_index])
         self.last_record = record
         self._emit(record)
         if self.per_step:
@@ -257,7 +263,8 @@ class LineSampler:
             raise ValueError(f"step {step}: measure_batch=True needs the direction batch (batch=)")
         record = self._measure_line(step, epoch, direction, theta, buffers, batch, batch_ids, trained_bn)
         if source is not None and self.measure_batch:
-            self._check_sgd(source, step, record["batch"].slope0, record.direction_norm)
+            self._check_sgd(source, step, record["batch"].slope0, record.direction_norm,
+                            record["batch"].loss[self.grid.zero_index])
         return record
 
     # -- internals ------------------------------------------------------------------------------
@@ -387,9 +394,16 @@ class LineSampler:
             ids[:n] = given
         return ids
 
-    def _check_sgd(self, src: DirectionSource, step: int, slope: float, norm: float) -> None:
+    def _check_sgd(self, src: DirectionSource, step: int, slope: float, norm: float, loss0: float) -> None:
         if not (self.check_sgd_slope and self.slope and isinstance(src, SGDDirection)
                 and src.momentum == 0 and src.weight_decay == 0):
+            return
+        if not abs(loss0) <= SGD_CHECK_MAX_LOSS:  # diverged (or non-finite): float32 cannot confirm the identity
+            if not self._sgd_check_skipped:
+                log.warning("step %d: batch loss %.3g at s = 0; the plain-SGD slope check is not applied to "
+                            "lines beyond %.0g nats (float32 rounding of a diverged model's logits)", step, loss0,
+                            SGD_CHECK_MAX_LOSS)
+                self._sgd_check_skipped = True
             return
         if sgd_slope_mismatch(slope, norm):
             raise RuntimeError(

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from losslines.records import sgd_slope_mismatch
+from losslines.records import SGD_CHECK_MAX_LOSS, sgd_slope_mismatch
 from losslines.store.group import member_names, open_group_checked
 from losslines.store.reader import LineStore, open_store
 from losslines.store.schema import (COMMITTED_ATTR, DIRECTIONS_GROUP, FORMAT_ATTR, GROWING_DIMS, JSON_ATTRS_KEY,
@@ -159,6 +159,8 @@ def _check_lines(store: LineStore, block: int) -> list[Finding]:
         if plain_sgd and store.has("slope0_batch"):
             slope = store["slope0_batch"][start:stop].astype(np.float64)
             bad = sgd_slope_mismatch(slope, norm)
+            if zero is not None and store.has("loss_batch"):  # not judged on diverged lines (records.py)
+                bad &= np.abs(store["loss_batch"][start:stop][:, zero].astype(np.float64)) <= SGD_CHECK_MAX_LOSS
             if bad.any():
                 i = first_bad(bad, start)
                 out.append(Finding("sgd-slope", f"line {i}",

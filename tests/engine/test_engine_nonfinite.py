@@ -108,3 +108,19 @@ def test_equal_outputs_hold_nan_at_the_same_places():
         _require_agreement(a, torch.tensor([1.0, float("nan"), -float("inf")]))
     with pytest.raises(RuntimeError, match="disagree"):
         _require_agreement(a, torch.tensor([float("nan"), float("nan"), float("inf")]))
+
+
+def test_the_plain_sgd_check_is_not_applied_to_a_diverged_line():
+    """Regression: lr 999 on the quickstart stopped with "plain-SGD check failed" (a 0.7 % float32
+    mismatch at a batch loss of ~1e18) before any value was non-finite."""
+    from losslines.engine.directions import SGDDirection
+    from losslines.engine.sampler import LineSampler
+    from losslines.records import SGD_CHECK_MAX_LOSS
+
+    sampler = object.__new__(LineSampler)  # only the check's own state
+    sampler.check_sgd_slope, sampler.slope, sampler._sgd_check_skipped = True, True, False
+    source = SGDDirection(torch.nn.Linear(2, 1), lr=0.1)
+    sampler._check_sgd(source, 7, -1.007, 1.0, loss0=10 * SGD_CHECK_MAX_LOSS)  # diverged: not judged
+    assert sampler._sgd_check_skipped
+    with pytest.raises(RuntimeError, match="plain-SGD check failed at step 7"):
+        sampler._check_sgd(source, 7, -1.007, 1.0, loss0=2.3)  # a moderate loss: judged
