@@ -295,7 +295,8 @@ def _verify_open(store: LineStore, lines_per_block: int) -> list[Finding]:
         return findings  # the data checks assume the arrays of the format
     findings += _check_grid(store.position) + _check_ids(store) + _check_lines(store, lines_per_block)
     if steps is not None:
-        findings += _check_steps(steps, _plain_sgd(store))
+        first = store.attrs.get("first_nonfinite") or {}
+        findings += _check_steps(steps, _plain_sgd(store), diverged_at=first.get("step"))
     return findings
 
 
@@ -308,9 +309,10 @@ def _check_ids(store: LineStore) -> list[Finding]:
     return out
 
 
-def _check_steps(steps: LineStore, plain_sgd: bool) -> list[Finding]:
+def _check_steps(steps: LineStore, plain_sgd: bool, diverged_at: int | None = None) -> list[Finding]:
     """The per-step entries: consecutive steps, ``update_step = lr · direction_norm`` and, for
-    plain SGD, the batch slope at 0 equal to −‖g‖."""
+    plain SGD, the batch slope at 0 equal to −‖g‖; entries from the step where a run went
+    non-finite on (``first_nonfinite``, a run that kept going) are not judged."""
     n = steps.committed_lines
     if n == 0:
         return []
@@ -319,7 +321,8 @@ def _check_steps(steps: LineStore, plain_sgd: bool) -> list[Finding]:
     if np.any(np.diff(step) <= 0):
         out.append(Finding("steps", "steps/step", "not strictly increasing"))
     lr, norm, upd = (steps[name][...].astype(np.float64) for name in ("lr", "direction_norm", "update_step"))
-    bad = np.isfinite(lr) & ~np.isclose(upd, lr * norm, rtol=UPDATE_RTOL, atol=0)
+    judged = step < diverged_at if diverged_at is not None else np.ones(step.shape, dtype=bool)
+    bad = judged & np.isfinite(lr) & ~np.isclose(upd, lr * norm, rtol=UPDATE_RTOL, atol=0)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         out.append(Finding("update_step", f"steps/ entry {i}", f"update_step {upd[i]:.6g} != lr * direction_norm"))

@@ -227,3 +227,6 @@ def test_per_step_directions_float16_and_tensorboard_take_a_diverging_run(tmp_pa
     assert "1 line(s) whose stored per-sample losses hold ±inf" in notes
     assert "all directions: 2 of 4 direction lines are non-finite" in notes
     assert np.isnan(result.per_line["s_opt"][result.per_line["nonfinite"]]).all()
+    # the steps/ entries after the run went non-finite are not judged (regression: verify reported
+    # "update_step nan != lr * direction_norm" there), the ones before still are
+    assert [f for f in verify_store(cfg.store_path) if f.where.startswith("steps/")] == []
