@@ -27,7 +27,6 @@ from losslines.store import StoreSink, open_store
 from losslines.store.compare import VOLATILE_ATTRS, diff_stores
 from losslines.store.verify import verify_store
 
-from conftest import make_tiny_config
 
 DIVERGING = ("train.lr=999", "model.options.batch_norm=false", "measure.loss=mse", "measure.every=1", "threads=1")
 FIRST_BAD = 2  # the step whose training loss overflows
@@ -87,15 +86,15 @@ def flags_from_data(store) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def continued(tmp_path_factory):
+def continued(tmp_path_factory, tiny_config):
     """The diverging run with train.on_nonfinite = "continue": its result, store and emitted records."""
-    cfg = make_tiny_config(tmp_path_factory.mktemp("continue"), *DIVERGING, "train.on_nonfinite=continue")
+    cfg = tiny_config(tmp_path_factory.mktemp("continue"), *DIVERGING, "train.on_nonfinite=continue")
     result, emitted = _run_with_spy(cfg)
     return result, cfg.store_path, emitted
 
 
-def test_a_diverging_run_stops_at_the_step_by_default_with_its_line_stored_as_measured(tmp_path):
-    cfg = make_tiny_config(tmp_path, *DIVERGING)
+def test_a_diverging_run_stops_at_the_step_by_default_with_its_line_stored_as_measured(tmp_path, tiny_config):
+    cfg = tiny_config(tmp_path, *DIVERGING)
     assert cfg.train.on_nonfinite == "stop"
     result, emitted = _run_with_spy(cfg)
     assert result.status == "nonfinite" and result.steps == FIRST_BAD + 1 and result.lines == FIRST_BAD + 1
@@ -133,25 +132,25 @@ def test_continue_takes_every_step_and_flags_exactly_the_non_finite_lines(contin
     assert np.isnan(later[:, zero]).all() and np.isnan(store["direction_norm"][FIRST_BAD + 1:]).all()
 
 
-def test_a_stopped_run_resumed_with_continue_is_the_continued_run(tmp_path, continued):
-    cfg = make_tiny_config(tmp_path, *DIVERGING)
+def test_a_stopped_run_resumed_with_continue_is_the_continued_run(tmp_path, continued, tiny_config):
+    cfg = tiny_config(tmp_path, *DIVERGING)
     assert run(cfg, progress=False).status == "nonfinite"
-    resumed = run(make_tiny_config(tmp_path, *DIVERGING, "train.on_nonfinite=continue"), resume=True, progress=False)
+    resumed = run(tiny_config(tmp_path, *DIVERGING, "train.on_nonfinite=continue"), resume=True, progress=False)
     assert resumed.status == "complete" and resumed.steps == 12
     ignored = (*VOLATILE_ATTRS, "config.store.path", "config.train.on_nonfinite")
     assert diff_stores(continued[1], cfg.store_path, ignore_attrs=ignored) == []
 
 
-def test_an_interrupted_continuing_run_resumes_its_non_finite_record(tmp_path, continued):
-    cfg = make_tiny_config(tmp_path, *DIVERGING, "train.on_nonfinite=continue")
+def test_an_interrupted_continuing_run_resumes_its_non_finite_record(tmp_path, continued, tiny_config):
+    cfg = tiny_config(tmp_path, *DIVERGING, "train.on_nonfinite=continue")
     assert run(cfg, progress=False, stop_at_step=6).status == "interrupted"
     assert open_store(cfg.store_path).attrs["nonfinite_steps"] == [2, 3, 4, 5]
     assert run(cfg, resume=True, progress=False).status == "complete"
     assert diff_stores(continued[1], cfg.store_path, ignore_attrs=(*VOLATILE_ATTRS, "config.store.path")) == []
 
 
-def test_a_recorded_diverging_run_measures_into_the_inline_store(tmp_path, continued):
-    cfg = make_tiny_config(tmp_path, *DIVERGING, "train.on_nonfinite=continue", "measure.mode=record")
+def test_a_recorded_diverging_run_measures_into_the_inline_store(tmp_path, continued, tiny_config):
+    cfg = tiny_config(tmp_path, *DIVERGING, "train.on_nonfinite=continue", "measure.mode=record")
     assert run(cfg, progress=False).status == "complete"
     measure_recording(cfg.store_path, tmp_path / "measured.zarr", progress=False)
     measured, inline = open_store(tmp_path / "measured.zarr"), open_store(continued[1])
@@ -161,8 +160,8 @@ def test_a_recorded_diverging_run_measures_into_the_inline_store(tmp_path, conti
     assert verify_store(tmp_path / "measured.zarr") == []
 
 
-def test_run_command_exits_3_with_a_line_naming_the_step(tmp_path, toml_dumps, capsys):
-    cfg = make_tiny_config(tmp_path, *DIVERGING)
+def test_run_command_exits_3_with_a_line_naming_the_step(tmp_path, toml_dumps, capsys, tiny_config):
+    cfg = tiny_config(tmp_path, *DIVERGING)
     config = tmp_path / "run.toml"
     config.write_text(toml_dumps(config_to_dict(cfg)))
     assert main(["run", str(config), "-q", "--out", str(tmp_path / "cli.zarr")]) == EXIT_NONFINITE == 3
@@ -207,7 +206,7 @@ def test_analysis_marks_the_non_finite_lines_and_computes_on_the_finite_ones(tmp
     assert ax.get_title() == f"line {FIRST_BAD} (training step {FIRST_BAD}): no finite loss (diverged)"
 
 
-def test_per_step_directions_float16_and_tensorboard_take_a_diverging_run(tmp_path):
+def test_per_step_directions_float16_and_tensorboard_take_a_diverging_run(tmp_path, tiny_config):
     """The other writers of a run's values: per-step entries, all-directions lines, float16
     per-sample losses (beyond 65504 nats: inf) and the TensorBoard log; the analysis notes what it
     leaves out."""
@@ -215,7 +214,7 @@ def test_per_step_directions_float16_and_tensorboard_take_a_diverging_run(tmp_pa
              "measure.directions_at=[0,6]", "measure.n_directions=2", "measure.sample_dtype=float16"]
     if tensorboard_installed():
         extra.append(f"store.tensorboard={json.dumps(str(tmp_path / 'tb'))}")
-    cfg = make_tiny_config(tmp_path, *DIVERGING, *extra)
+    cfg = tiny_config(tmp_path, *DIVERGING, *extra)
     assert run(cfg, progress=False).status == "complete"
     store = open_store(cfg.store_path)
     assert store.attrs["nonfinite_steps"] == [3, 6, 9] and store.steps.committed_lines == 12
