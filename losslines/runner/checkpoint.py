@@ -31,11 +31,11 @@ from losslines.store.location import Location, location
 
 CHECKPOINT_FORMAT = 2  # 2: loadable with weights_only=True (1 held NumPy's generator state as arrays)
 
-# Keys that may differ on --resume: where the data lives, how the writer queues and whether a
-# non-finite value stops the run (a run stopped by one continues with train.on_nonfinite = "continue"),
-# not what is measured.
+# Keys that may differ on --resume: where the data lives, how the writer queues and commits, where
+# the TensorBoard log goes (or whether there is one) and whether a non-finite value stops the run (a
+# run stopped by one continues with train.on_nonfinite = "continue"), not what is measured.
 RESUMABLE_CHANGES = frozenset({"data.root", "data.download", "store.max_queued_lines", "store.storage_options",
-                               "store.commit_every", "train.on_nonfinite"})
+                               "store.commit_every", "store.tensorboard", "train.on_nonfinite"})
 
 
 def checkpoint_dir(store: str | Path | Location) -> Location:

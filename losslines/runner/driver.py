@@ -117,7 +117,7 @@ def _run(cfg: RunConfig, ranks, *, resume: bool, progress: bool, stop_at_step: i
     state = None
     if resume:
         state = load_checkpoint(ckpt_dir)
-        check_resumable(state, _tensorboard_as_checkpointed(config_to_dict(cfg), state.config), ckpt_dir)
+        check_resumable(state, config_to_dict(cfg), ckpt_dir)
         restore(parts, state)
         start = state.step
     if cfg.measure.mode == "record":  # record what each line needs; `losslines measure` measures it
@@ -155,15 +155,6 @@ def _killed_before_first_checkpoint(store_path, ckpt_dir) -> bool:
     between creating its store and its first checkpoint (taken before the first step)."""
     return (store_path.is_zarr_group() and not (ckpt_dir / "latest.pt").exists()
             and lines_committed(store_path) == 0)
-
-
-def _tensorboard_as_checkpointed(config: dict, checkpointed: dict) -> dict:
-    """``config`` with the checkpoint's ``store.tensorboard``: a resume may switch the TensorBoard log
-    on, off or elsewhere (it is no part of the measurement)."""
-    store = {k: v for k, v in config["store"].items() if k != "tensorboard"}
-    if "tensorboard" in checkpointed.get("store", {}):
-        store["tensorboard"] = checkpointed["store"]["tensorboard"]
-    return {**config, "store": store}
 
 
 def _store_sink(cfg: RunConfig, parts, state) -> StoreSink:

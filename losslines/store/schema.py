@@ -323,11 +323,17 @@ def encode_attrs(attrs: Mapping[str, Any], json_keys: set[str]) -> dict[str, Any
     return out
 
 
+def json_keys(raw: Mapping[str, Any]) -> set[str]:
+    """The names a group's ``json_attrs`` lists (its attributes stored as JSON text)."""
+    return set(str(raw.get(JSON_ATTRS_KEY, "") or "").split())
+
+
 def decode_attrs(raw: Mapping[str, Any]) -> dict[str, Any]:
     """The attributes of a stored group as plain values (format 2's JSON text decoded; format 1
     stored them as JSON values already)."""
     out = dict(raw)
-    for key in str(out.pop(JSON_ATTRS_KEY, "") or "").split():
+    out.pop(JSON_ATTRS_KEY, None)
+    for key in json_keys(raw):
         if isinstance(out.get(key), str):
             out[key] = json.loads(out[key])
     return out

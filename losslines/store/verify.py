@@ -34,8 +34,8 @@ from losslines.records import SGD_CHECK_MAX_LOSS, sgd_slope_mismatch
 from losslines.store.group import member_names, open_group_checked
 from losslines.store.reader import LineStore, open_store
 from losslines.store.schema import (COMMITTED_ATTR, DIRECTIONS_GROUP, FORMAT_ATTR, GROWING_DIMS, JSON_ATTRS_KEY,
-                                    READABLE_FORMATS, STATUS_ATTR, STATUSES, STEPS_GROUP, line_specs, static_specs,
-                                    step_specs)
+                                    READABLE_FORMATS, STATUS_ATTR, STATUSES, STEPS_GROUP, json_keys, line_specs,
+                                    static_specs, step_specs)
 
 # Relative tolerances of the checks (the store keeps float32 means and f16/f32 samples).
 UPDATE_RTOL = 1e-5
@@ -203,7 +203,7 @@ def _check_attrs(group: zarr.Group, fmt: int) -> list[Finding]:
     """The required attributes of the root and the sub-groups, with their types."""
     attrs = dict(group.attrs.asdict())
     out = []
-    for key in (attrs.get(JSON_ATTRS_KEY) or "").split() if fmt >= 2 else ():
+    for key in sorted(json_keys(attrs)) if fmt >= 2 else ():
         try:
             attrs[key] = json.loads(attrs[key])
         except (KeyError, TypeError, ValueError) as err:

@@ -44,7 +44,6 @@ from losslines.store.schema import (
     SampleSlice,
     FORMAT_ATTR,
     FORMAT_VERSION,
-    JSON_ATTRS_KEY,
     STATUS_ATTR,
     STATUSES,
     ArraySpec,
@@ -52,6 +51,7 @@ from losslines.store.schema import (
     coordinates_attr,
     directions_arrays,
     encode_attrs,
+    json_keys,
     line_specs,
     record_arrays,
     static_specs,
@@ -119,7 +119,7 @@ class StoreWriter:
         if commit_every < 1:
             raise ValueError(f"commit_every must be >= 1 (lines per commit), got {commit_every}")
         self._commit_every = commit_every
-        self._json_keys = set(str(root.attrs.get(JSON_ATTRS_KEY, "") or "").split())
+        self._json_keys = json_keys(root.attrs.asdict())
         self._path = path
         self._root = root
         self._layout = layout
@@ -248,9 +248,8 @@ class StoreWriter:
             if at is not None:
                 group.update_attributes({COMMITTED_ATTR: int(at)})
                 _clear_after(group, at)  # rows past the rollback point read as unwritten again
-        json_keys = set(str(root.attrs.get(JSON_ATTRS_KEY, "") or "").split())
         root.update_attributes(encode_attrs({STATUS_ATTR: "running", "status_reason": None, "finished": None},
-                                            json_keys))
+                                            json_keys(root.attrs.asdict())))
         return cls(path, root, layout, max_queued_lines=max_queued_lines, commit_every=commit_every)
 
     # -- properties -----------------------------------------------------------------------
