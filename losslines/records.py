@@ -94,12 +94,15 @@ class LineShape:
         sample_losses: the splits whose per-sample losses every record carries, in
             ``SPLITS`` order.
         per_step: the sampler also emits a ``StepRecord`` at every training step.
+        interpolation: lines are reconstructed from Chebyshev nodes (``nodes="chebyshev"``):
+            every record carries ``interpolated`` and each split its interpolation errors.
     """
 
     positions: np.ndarray
     n_samples: Mapping[str, int]
     sample_losses: tuple[str, ...] = ()
     per_step: bool = False
+    interpolation: bool = False
 
     def __post_init__(self) -> None:
         pos = np.asarray(self.positions, dtype=np.float64)
@@ -132,7 +135,7 @@ class LineShape:
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, LineShape) and np.array_equal(self.positions, other.positions)
                 and dict(self.n_samples) == dict(other.n_samples) and self.sample_losses == other.sample_losses
-                and self.per_step == other.per_step)
+                and self.per_step == other.per_step and self.interpolation == other.interpolation)
 
 
 @dataclass(frozen=True)
@@ -149,6 +152,11 @@ class SplitLine:
         sample_slope0: ``[n]`` float64 exact per-sample slopes at 0, or None.
         sample_offset: index of the first sample of ``sample_loss`` in the split: a process of
             a measurement sharded over processes holds samples ``[offset, offset + n)``.
+        interpolation_error: reduced evaluation (``nodes="chebyshev"``): the largest relative
+            error of the interpolated mean loss at the line's check points (dimensionless); NaN
+            for a line measured densely by design.
+        sample_interpolation_error: the same for the per-sample losses, each relative to
+            ``max(|ℓ_i|, L)`` at its point; NaN for a line measured densely by design.
     """
 
     loss: np.ndarray
@@ -158,6 +166,8 @@ class SplitLine:
     sample_loss: np.ndarray | None = None
     sample_slope0: np.ndarray | None = None
     sample_offset: int = 0
+    interpolation_error: float = float("nan")
+    sample_interpolation_error: float = float("nan")
 
 
 @dataclass(frozen=True)
@@ -173,6 +183,9 @@ class LineRecord:
         batch_ids: ``[B]`` int64 dataset ids of the direction batch (-1: unknown or padding),
             or None when the batch is not measured.
         dropout_seed: the seed of the line's dropout mask (``dropout="fixed"``), else None.
+        interpolated: reduced evaluation (``nodes="chebyshev"``): True if the stored values
+            are reconstructed from Chebyshev nodes, False if the line's error exceeded the
+            bound and it was measured densely; None when the sampler measures every point.
     """
 
     step: int
@@ -183,6 +196,7 @@ class LineRecord:
     splits: Mapping[str, SplitLine] = field(default_factory=dict)
     batch_ids: np.ndarray | None = None
     dropout_seed: int | None = None
+    interpolated: bool | None = None
 
     def __getitem__(self, split: str) -> SplitLine:
         return self.splits[split]

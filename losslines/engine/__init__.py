@@ -12,12 +12,15 @@ The measurement library (docs/design.md, "Architecture"): it imports nothing of 
   settings), ``rng`` (the global generators, captured and preserved).
 * ``schedule``: which steps are measured (``Schedule``).
 * ``sampler``: the training-loop hook (``LineSampler``); ``all_directions``: the paper's Fig. 8 mode.
+* ``chebyshev``, ``reduced``: reduced evaluation — a line from Chebyshev nodes by barycentric
+  interpolation, its error measured at check points (``ReducedNodes``).
 """
 
 from losslines.engine.directions import (Direction, DirectionSource, OptimizerStepDirection, SGDDirection)
 from losslines.engine.evaluator import LineEvaluator, LineMeasurement, measure_line
 from losslines.engine.grid import Grid, make_grid
 from losslines.engine.modes import BN_MODES, DROPOUT_MODES
+from losslines.engine.reduced import NODE_MODES, ReducedNodes
 from losslines.engine.sampler import LineSampler
 from losslines.engine.schedule import SCHEDULE_KINDS, Schedule, make_schedule
 from losslines.engine.strategies import STRATEGIES, Strategy, StrategyReport, make_strategy, register_strategy
@@ -32,4 +35,6 @@ __all__ = [
     "STRATEGIES", "Strategy", "StrategyReport", "make_strategy", "register_strategy",
     # schedules and the hook
     "Schedule", "make_schedule", "SCHEDULE_KINDS", "LineSampler",
+    # reduced evaluation
+    "ReducedNodes", "NODE_MODES",
 ]

@@ -47,9 +47,11 @@ import torch
 from torch import Tensor, nn
 
 from losslines import batched
+from losslines.engine.chebyshev import line_phase, plan_interval, reconstruct
 from losslines.engine.directions import Direction, DirectionSource, SGDDirection, SourceResolver
 from losslines.engine.evaluator import LineEvaluator, LineMeasurement
 from losslines.engine.grid import Grid
+from losslines.engine.reduced import ReducedNodes
 from losslines.engine.schedule import Schedule
 from losslines.engine.strategies import StrategyReport, make_strategy
 from losslines.records import (SGD_CHECK_MAX_LOSS, SPLITS, LineRecord, LineShape, LineSink, SplitLine, StepRecord,
@@ -95,6 +97,10 @@ class LineSampler:
         check_sgd_slope: for an ``SGDDirection`` with momentum 0 and weight decay 0, require
             ``slope0_batch == -direction_norm`` (``losslines.records.sgd_slope_mismatch``): the built-in check
             that the measured batch loss is the loss that was differentiated.
+        nodes: ``"dense"`` (every grid point is evaluated) or a ``ReducedNodes`` (reduced
+            evaluation: each interval of the grid at Chebyshev nodes, reconstructed by
+            barycentric interpolation, checked at check points, measured densely where the
+            error exceeds its bounds; ``engine.reduced``).
 
     Raises:
         ValueError: bad names/settings (listing valid ones), sample_losses naming absent splits,
@@ -109,9 +115,12 @@ class LineSampler:
                  measure_batch: bool = True, batch_size: int | None = None, slope: bool = True,
                  check_sgd_slope: bool = True, dropout_seed: int = 0, per_step: bool = False,
                  reduce: Callable[[Tensor], Tensor] | None = None,
-                 shards: Mapping[str, tuple[int, int]] | None = None):
+                 shards: Mapping[str, tuple[int, int]] | None = None, nodes: str | ReducedNodes = "dense"):
         if not isinstance(grid, Grid) or not isinstance(schedule, Schedule):
             raise ValueError("grid must be a Grid (make_grid) and schedule a Schedule")
+        if not (nodes == "dense" or isinstance(nodes, ReducedNodes)):
+            raise ValueError(f"nodes must be 'dense' or a ReducedNodes (reduced evaluation), got {nodes!r}")
+        self.reduced = nodes if isinstance(nodes, ReducedNodes) else None
         self.model, self.grid, self.schedule, self.loss = model, grid, schedule, loss
         self.slope, self.check_sgd_slope = slope, check_sgd_slope
         self._sgd_check_skipped = False  # said once per sampler
@@ -175,7 +184,7 @@ class LineSampler:
         if self.measure_batch:
             sizes["batch"] = self.batch_size
         return LineShape(positions=self.grid.positions, n_samples=sizes, sample_losses=self.sample_losses,
-                         per_step=self.per_step)
+                         per_step=self.per_step, interpolation=self.reduced is not None)
 
     @property
     def sink(self) -> LineSink | Callable[[LineRecord], object] | None:
@@ -333,6 +342,21 @@ class LineSampler:
         if not _finite(direction):
             return self._record(step, epoch, direction, self._origin_only(evaluators, direction, kwargs), batch_ids,
                                 seed)
+        if self.reduced is not None:
+            out, errors = self._measure_reduced(evaluators, direction, kwargs, step)
+            if self.reduced.accepts(errors, self.sample_losses):
+                return self._record(step, epoch, direction, out, batch_ids, seed, errors, interpolated=True)
+            log.info("step %d: interpolation error %s above the bound; the line is measured densely", step,
+                     self.reduced.describe(errors))
+            return self._record(step, epoch, direction, self._measure_dense(evaluators, direction, kwargs),
+                                batch_ids, seed, errors, interpolated=False)
+        return self._record(step, epoch, direction, self._measure_dense(evaluators, direction, kwargs), batch_ids,
+                            seed)
+
+    def _measure_dense(self, evaluators: dict[str, LineEvaluator], direction: Direction,
+                       kwargs: dict) -> dict[str, "_LineArrays"]:
+        """Every point of the core (and the step taken), then rings while the minimum is on the edge."""
+        grid, positions = self.grid, self.grid.positions
         core = grid.ring_indices(0)
         points = np.append(positions[core], direction.update_step)
         out = {}
@@ -346,7 +370,43 @@ class LineSampler:
             ring = grid.ring_indices(n_rings)
             for split, ev in evaluators.items():
                 out[split].fill(ring, ev.measure(direction.vector, positions[ring], slope=False, **kwargs))
-        return self._record(step, epoch, direction, out, batch_ids, seed)
+        return out
+
+    def _measure_reduced(self, evaluators: dict[str, LineEvaluator], direction: Direction, kwargs: dict,
+                         step: int) -> tuple[dict[str, "_LineArrays"], dict[str, tuple[float, float]]]:
+        """The reduced line: each interval (the core; each side of a ring) at its Chebyshev nodes
+        and check points, reconstructed on the grid (``engine.chebyshev``); the step taken and the
+        slope at 0 exactly as in the dense line. Returns the arrays and, per split, the largest
+        (mean-loss, per-sample) errors over the intervals."""
+        grid, positions, nodes = self.grid, self.grid.positions, self.reduced
+        phase = line_phase(step)
+        errors = {split: (0.0, 0.0) for split in evaluators}
+        out: dict[str, _LineArrays] = {}
+
+        def measure(plans, extra, slope):
+            points = np.concatenate([p.points for p in plans] + [extra])
+            for split, ev in evaluators.items():
+                m = ev.measure(direction.vector, points, slope=slope, **kwargs)
+                if split not in out:
+                    out[split] = _LineArrays.empty(grid.n_points, ev.n_samples, m)
+                start = 0
+                for plan in plans:
+                    stop = start + plan.points.size
+                    r = reconstruct(plan, m.loss[start:stop], m.sample_loss[start:stop], m.accuracy[start:stop])
+                    out[split].set(plan.indices, r)
+                    errors[split] = (max(errors[split][0], r.error), max(errors[split][1], r.sample_error))
+                    start = stop
+
+        measure([plan_interval(positions, grid.ring_indices(0), nodes.n_nodes, nodes.n_checks, phase)],
+                np.array([direction.update_step]), self.slope)
+        n_rings = 0
+        while n_rings < grid.max_enlargements and self._min_on_edge(out["train"].loss, n_rings):
+            n_rings += 1
+            ring = grid.ring_indices(n_rings)
+            sides = (ring[ring < grid.zero_index], ring[ring > grid.zero_index])
+            measure([plan_interval(positions, side, nodes.n_nodes, nodes.n_checks, phase) for side in sides],
+                    np.zeros(0), False)
+        return out, errors
 
     def _origin_only(self, evaluators: dict[str, LineEvaluator], direction: Direction,
                      kwargs: dict) -> dict[str, "_LineArrays"]:
@@ -369,8 +429,10 @@ class LineSampler:
         return best in self.grid.edge_indices(n_rings)
 
     def _record(self, step: int, epoch: int, direction: Direction, out: dict, batch_ids,
-                dropout_seed: int | None) -> LineRecord:
+                dropout_seed: int | None, errors: Mapping[str, tuple[float, float]] | None = None,
+                interpolated: bool | None = None) -> LineRecord:
         splits = {}
+        errors = errors or {}
         for split, arr in out.items():
             sample_loss = sample_slope0 = None
             if split in self.sample_losses:
@@ -379,11 +441,13 @@ class LineSampler:
                     sample_loss, sample_slope0 = _pad(sample_loss, self.batch_size), _pad(sample_slope0, self.batch_size)
             splits[split] = SplitLine(loss=arr.loss, accuracy=arr.accuracy, loss_at_update=arr.loss_at_update,
                                       slope0=arr.slope0, sample_loss=sample_loss, sample_slope0=sample_slope0,
-                                      sample_offset=self.shards.get(split, (0, 0))[0])
+                                      sample_offset=self.shards.get(split, (0, 0))[0],
+                                      interpolation_error=errors.get(split, (float("nan"),) * 2)[0],
+                                      sample_interpolation_error=errors.get(split, (float("nan"),) * 2)[1])
         ids = self._batch_ids(batch_ids, out["batch"].sample_loss.shape[1]) if self.measure_batch else None
         return LineRecord(step=int(step), epoch=int(epoch), lr=float(direction.lr),
                           direction_norm=float(direction.direction_norm), update_step=float(direction.update_step),
-                          splits=splits, batch_ids=ids, dropout_seed=dropout_seed)
+                          splits=splits, batch_ids=ids, dropout_seed=dropout_seed, interpolated=interpolated)
 
     def _batch_ids(self, batch_ids, n: int) -> np.ndarray:
         ids = np.full(self.batch_size, -1, dtype=np.int64)
@@ -458,3 +522,10 @@ class _LineArrays:
         self.loss[where] = m.loss[:k]
         self.accuracy[where] = m.accuracy[:k]
         self.sample_loss[where] = m.sample_loss[:k].astype(np.float32)
+
+    def set(self, where: np.ndarray, r) -> None:
+        """Copy an interval's reconstruction (``engine.chebyshev.Reconstruction``) to grid indices ``where``."""
+        self.loss[where] = r.loss
+        self.accuracy[where] = r.accuracy
+        with np.errstate(over="ignore"):  # beyond float32: inf, as a measured value would be
+            self.sample_loss[where] = r.sample_loss.astype(np.float32)

@@ -41,6 +41,11 @@ def store_attrs(parts: RunParts) -> dict:
                                 if cfg.measure.dropout != "fixed" else
                                 "off: training draws a new dropout mask each step, the measurement one per line")
             if active_dropout(model) else "on where it applies (plain SGD without weight decay)",
+            "nodes": "dense: every grid point evaluated" if cfg.measure.nodes == "dense" else (
+                f"chebyshev: {cfg.measure.chebyshev_nodes} Chebyshev-Lobatto nodes and {cfg.measure.check_points} "
+                "check points per interval (core, each side of a ring), barycentric interpolation; dense where the "
+                f"relative error at the check points exceeds {cfg.measure.max_interpolation_error:g} (mean losses) or "
+                f"{cfg.measure.max_sample_interpolation_error:g} (kept per-sample losses); accuracy only where evaluated"),
         },
         "grid": {
             "spacing": grid.spacing,

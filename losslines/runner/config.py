@@ -172,6 +172,18 @@ class MeasureConfig:
             records what each scheduled line needs — θ_t, the update, the buffers, the batch —
             into a recording at ``store.path``; ``losslines measure RECORDING --out STORE``
             measures the lines later, line-parallel over processes; ``runner.recording``).
+        nodes: ``dense`` (every grid point is evaluated) or ``chebyshev`` (reduced evaluation,
+            ``engine.reduced``: each interval of the grid is evaluated at ``chebyshev_nodes``
+            Chebyshev–Lobatto nodes plus ``check_points`` grid points and reconstructed by
+            barycentric interpolation; a line whose error at the check points exceeds
+            ``max_interpolation_error`` (mean losses) or ``max_sample_interpolation_error``
+            (kept per-sample losses) is measured densely; accuracies are stored only where
+            evaluated; the store keeps every line's errors and whether it fell back).
+        chebyshev_nodes: nodes per interval (odd: s = 0 is one).
+        check_points: grid points per interval evaluated directly to measure the error.
+        max_interpolation_error: largest relative error of a mean loss kept as interpolated.
+        max_sample_interpolation_error: the same for per-sample losses (relative to
+            max(|loss|, mean loss) at the point).
     """
 
     direction: Literal["sgd", "step"] = "sgd"
@@ -196,6 +208,11 @@ class MeasureConfig:
     n_directions: int = 0
     per_step: bool = False
     mode: Literal["inline", "record"] = "inline"
+    nodes: Literal["dense", "chebyshev"] = "dense"
+    chebyshev_nodes: int = 17
+    check_points: int = 4
+    max_interpolation_error: float = 1e-4
+    max_sample_interpolation_error: float = 1e-3
 
 
 @dataclass(frozen=True)
@@ -304,6 +321,10 @@ _RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "measure.n_directions": (lambda v: 0 <= v <= 4096, "in [0, 4096]"),
     "measure.max_memory": (lambda v: v == "auto" or parse_size(v) is not None,
                            "'auto' or a size like '512MiB' or '8GiB'"),
+    "measure.chebyshev_nodes": (lambda v: 3 <= v <= 10_001 and v % 2 == 1, "an odd number in [3, 10001]"),
+    "measure.check_points": (lambda v: 1 <= v <= 1000, "in [1, 1000]"),
+    "measure.max_interpolation_error": (lambda v: 0 < v <= 1, "a relative error in (0, 1]"),
+    "measure.max_sample_interpolation_error": (lambda v: 0 < v <= 1, "a relative error in (0, 1]"),
     "store.path": (lambda v: bool(v.strip()) and _formats_with_name(v), "a path; '{name}' is the only placeholder"),
     "store.line_chunk": (lambda v: 1 <= v <= 65536, "in [1, 65536]"),
     "store.commit_every": (lambda v: v >= 1, ">= 1"),
@@ -498,6 +519,10 @@ def _check_consistency(cfg: RunConfig) -> None:
     if (m.half_width / m.spacing) * (m.max_enlargements + 1) > 100_000:
         raise ConfigError("config key 'measure.spacing': the widest grid (enlargement rings included) would have "
                           "more than 200,000 points; widen the spacing or allow fewer enlargements")
+    if m.nodes == "chebyshev" and m.chebyshev_nodes + m.check_points >= 2 * int(
+            m.half_width / m.spacing * (1 + 1e-9)) + 1:
+        raise ConfigError(f"config key 'measure.chebyshev_nodes': {m.chebyshev_nodes} nodes + {m.check_points} check "
+                          "points are not fewer than the grid core's points; lower them or use measure.nodes = 'dense'")
     if "val" in m.sample_losses and cfg.data.n_val == 0:
         raise ConfigError("config key 'measure.sample_losses': 'val' is listed but data.n_val = 0 (no held-out split)")
     if m.bn == "batch" and m.bn_group > t.batch_size * 64:

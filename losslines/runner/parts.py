@@ -18,6 +18,7 @@ from losslines import batched
 from losslines.data import Dataset, load_dataset
 from losslines.engine import Grid, LineSampler, Schedule, make_grid, make_schedule
 from losslines.engine.modes import active_dropout
+from losslines.engine.reduced import ReducedNodes
 from losslines.losses import Loss, get_loss
 from losslines.models import build_model
 from losslines.records import SPLITS, LineSink
@@ -143,5 +144,12 @@ def build_sampler(parts: RunParts, sink: LineSink) -> LineSampler:
         bn=m.bn, bn_group=m.bn_group, loss=parts.loss, sample_losses=tuple(s for s in SPLITS if s in m.sample_losses),
         sink=sink, strategy=m.strategy, batch_size=parts.cfg.train.batch_size, memory_budget=memory_budget(m),
         check_sgd_slope=not active_dropout(parts.model), dropout=m.dropout, dropout_seed=parts.cfg.seed,
-        per_step=m.per_step,
+        per_step=m.per_step, nodes=reduced_nodes(m),
     )
+
+def reduced_nodes(m) -> str | ReducedNodes:
+    """The sampler's ``nodes`` for ``measure.nodes`` (``engine.reduced``)."""
+    if m.nodes == "dense":
+        return "dense"
+    return ReducedNodes(n_nodes=m.chebyshev_nodes, n_checks=m.check_points, max_error=m.max_interpolation_error,
+                        max_sample_error=m.max_sample_interpolation_error)

@@ -126,4 +126,5 @@ def infer_layout(group: zarr.Group) -> StoreLayout:
         per_step=STEPS_GROUP in group_names,
         step_chunk=int(group[STEPS_GROUP]["step"].chunks[0]) if STEPS_GROUP in group_names else StoreLayout.step_chunk,
         sample_block=int(sample_block),
+        interpolation="interpolated" in names,
     )

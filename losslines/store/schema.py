@@ -23,6 +23,9 @@ array                          dims                            dtype     meaning
 ``sample_loss_batch``          (line, point, batch_slot)       f16/f32   per-sample losses
 ``sample_slope0_{split}``      (line, sample_{split})          f32       per-sample dℓ/ds at s = 0
 ``batch_ids``                  (line, batch_slot)              i64       dataset ids of the batch
+``interpolated``               (line,)                         i8        1 reconstructed, 0 dense
+``interpolation_error_{split}`` (line,)                        f32       rel. error at check points
+``sample_interpolation_error_{split}`` (line,)                 f32       the same, per-sample losses
 ``sample_ids_train``           (sample_train,)                 i64       stable ids, measured set
 ``sample_ids_val``             (sample_val,)                   i64       stable ids, held-out set
 ============================== =============================== ========= ==========================
@@ -138,6 +141,8 @@ class StoreLayout:
         sample_block: samples per chunk of the per-sample arrays (chunks ``(1, K, block)``).
         per_step: the store has the ``steps/`` group of the per-step mode.
         step_chunk: steps per chunk of the ``steps/`` arrays.
+        interpolation: lines may be reconstructed from Chebyshev nodes (``measure.nodes =
+            "chebyshev"``): the store has ``interpolated`` and the ``*interpolation_error_*`` arrays.
     """
 
     n_points: int
@@ -151,6 +156,7 @@ class StoreLayout:
     sample_block: int = 4096
     per_step: bool = False
     step_chunk: int = 1024
+    interpolation: bool = False
 
     def __post_init__(self) -> None:
         if self.n_points < 1:
@@ -183,7 +189,7 @@ class StoreLayout:
         return cls(n_points=shape.n_points, n_train=shape.size("train"), n_val=shape.size("val"),
                    batch_size=shape.size("batch"), sample_losses=shape.sample_losses, sample_dtype=sample_dtype,
                    n_directions=n_directions, line_chunk=line_chunk, sample_block=sample_block,
-                   per_step=shape.per_step, step_chunk=step_chunk)
+                   per_step=shape.per_step, step_chunk=step_chunk, interpolation=shape.interpolation)
 
     def split_size(self, split: str) -> int:
         """Number of samples of ``split`` ("train", "val" or "batch")."""
@@ -268,6 +274,15 @@ def line_specs(layout: StoreLayout, *, directions: bool = False, version: int = 
             ArraySpec("batch_ids", lead + ("batch_slot",), np.dtype("int64"), -1,
                       "dataset ids of the direction-defining batch")
         )
+    if layout.interpolation and version >= 2:
+        specs.append(ArraySpec("interpolated", lead, np.dtype("int8"), -1,
+                               "1: values reconstructed from Chebyshev nodes; 0: measured densely (error above bound)"))
+        for split in splits:
+            specs.append(_f32(f"interpolation_error_{split}", lead,
+                              f"max relative error of the interpolated mean {split} loss at the check points"))
+        for split in layout.sample_losses:
+            specs.append(_f32(f"sample_interpolation_error_{split}", lead,
+                              f"max relative error of the interpolated per-sample {split} losses at the check points"))
     return specs
 
 
@@ -382,6 +397,14 @@ def record_arrays(record: LineRecord, layout: StoreLayout) -> dict[str, Any]:
                                                     else SampleSlice(line.sample_offset, line.sample_slope0))
     if layout.batch_size > 0 and record.batch_ids is not None:
         values["batch_ids"] = record.batch_ids
+    if layout.interpolation:
+        if record.interpolated is not None:  # None: measured at s = 0 only (a non-finite update)
+            values["interpolated"] = int(record.interpolated)
+        for split, line in record.splits.items():
+            if split in measured:
+                values[f"interpolation_error_{split}"] = line.interpolation_error
+                if split in layout.sample_losses:
+                    values[f"sample_interpolation_error_{split}"] = line.sample_interpolation_error
     return values
 
 
