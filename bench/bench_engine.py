@@ -4,8 +4,9 @@
     LOSSLINES_BENCH_SAMPLES=4000 LOSSLINES_BENCH_POINTS=167 LOSSLINES_BENCH_DEVICE=cuda \\
         pytest bench/ --benchmark-enable                  # the paper's sizes
 
-For each batch size (BatchNorm group = DataLoader batch) it times ``loop``, ``vmap``, the
-reference baseline and the forward bound on the same workload (``workload.py``) — one
+For each batch size (BatchNorm group = DataLoader batch) it times ``loop``, ``vmap``,
+``compiled`` (its compilation happens in the warm-up call and is reported apart, as
+``compile_seconds``), the reference baseline and the forward bound on the same workload (``workload.py``) — one
 pytest-benchmark test per method (the table), then ``test_interleaved_ratios``, which runs the
 methods round-robin for ``_ROUNDS`` rounds so that load from other processes hits them alike —
 checks that they computed the same losses, and writes the interleaved figures (fastest round):
@@ -28,7 +29,7 @@ import numpy as np
 import pytest
 import torch
 
-from workload import METHODS, make_workload, ratios, timed, triton_available
+from workload import METHODS, compile_seconds, make_workload, ratios, timed, triton_available
 
 ENV = {
     "model": os.environ.get("LOSSLINES_BENCH_MODEL", "resnet20"),
@@ -42,8 +43,9 @@ ENV = {
     "rounds": int(os.environ.get("LOSSLINES_BENCH_ROUNDS", "3")),
     "memory_budget": int(os.environ["LOSSLINES_BENCH_MEMORY"]) if "LOSSLINES_BENCH_MEMORY" in os.environ else None,
 }
-ENGINE_METHODS = ["loop", "vmap", "baseline", "forward_bound"]
+ENGINE_METHODS = ["loop", "vmap", "compiled", "baseline", "forward_bound"]
 _SECONDS: dict[int, dict[str, float]] = {}
+_COMPILE: dict[int, dict[str, float]] = {}  # seconds each compiling method spent compiling (warm-up, not timed)
 _RESULTS: dict[int, dict[str, np.ndarray]] = {}
 
 
@@ -67,6 +69,7 @@ def threads_and_report(request):
             "seconds": seconds,
             "evaluations_per_second": {m: evals / s for m, s in seconds.items()},
             "ratios": ratios(seconds),
+            "compile_seconds": _COMPILE.get(batch, {}),
         }
     path = os.environ.get("LOSSLINES_BENCH_JSON", "bench_engine.json")
     with open(path, "w") as f:
@@ -115,6 +118,8 @@ def test_throughput(benchmark, batch, method):
     benchmark.extra_info.update(evaluations=w.evaluations, batch=batch)
     benchmark.pedantic(recorded, rounds=1, warmup_rounds=1, iterations=1)
     benchmark.extra_info["evaluations_per_second"] = w.evaluations / min(times)
+    if (compiling := compile_seconds(fn)) is not None:
+        benchmark.extra_info["compile_seconds"] = compiling
     out = result["out"]
     if method != "forward_bound":  # every method computed the same per-sample losses
         _RESULTS.setdefault(batch, {})[method] = out if isinstance(out, np.ndarray) else out.sample_loss
@@ -134,4 +139,5 @@ def test_interleaved_ratios(batch):
         for m, fn in fns.items():
             times[m].append(timed(fn, w.device))
     _SECONDS[batch] = {m: min(t) for m, t in times.items()}
+    _COMPILE[batch] = {m: s for m, fn in fns.items() if (s := compile_seconds(fn)) is not None}
     assert all(s > 0 for s in _SECONDS[batch].values())

@@ -7,8 +7,10 @@ BatchNorm with train-mode statistics over groups of ``batch`` samples (the paper
 ``METHODS`` maps a name to a callable that prepares once (evaluators, copies) and returns the
 function to time:
 
-* ``loop``, ``vmap``: ``LineEvaluator`` with that strategy, the plain-torch loss reduction,
-  no slopes (the references compute none);
+* ``loop``, ``vmap``, ``compiled``: ``LineEvaluator`` with that strategy, the plain-torch loss
+  reduction, no slopes (the references compute none); the returned function carries its
+  evaluator (``fn.evaluator``), whose ``strategy_report.compile_seconds`` is the time
+  ``compiled`` spent compiling (in its warm-up call, never in a timed one);
 * ``vmap+triton``: ``vmap`` with the Triton loss-reduction backend (if registered and available);
 * ``baseline``: ``references.reference_baseline`` (the original algorithm);
 * ``forward_bound``: ``references.forward_bound`` (bare forwards, no loss).
@@ -98,7 +100,11 @@ def _engine(strategy: str, backend: str) -> Callable[[Workload], Callable[[], ob
     def prepare(w: Workload) -> Callable[[], object]:
         ev = LineEvaluator(w.model, w.inputs, w.targets, bn="batch", bn_group=w.batch, strategy=strategy,
                            backend=backend, memory_budget=w.memory_budget)
-        return lambda: ev.measure(w.direction, w.positions, slope=False)
+        def measure():
+            return ev.measure(w.direction, w.positions, slope=False)
+
+        measure.evaluator = ev
+        return measure
 
     return prepare
 
@@ -114,6 +120,7 @@ def _forward_bound(w: Workload) -> Callable[[], object]:
 METHODS: dict[str, Callable[[Workload], Callable[[], object]]] = {
     "loop": _engine("loop", "torch"),
     "vmap": _engine("vmap", "torch"),
+    "compiled": _engine("compiled", "torch"),
     "vmap+triton": _engine("vmap", "triton"),
     "baseline": _baseline,
     "forward_bound": _forward_bound,
@@ -135,7 +142,7 @@ def ratios(seconds: dict[str, float]) -> dict[str, float]:
     """Throughput ratios of the engine methods to the references (same run): >1 = engine faster
     than the baseline; <=1 always against the forward bound unless the engine beats bare forwards."""
     out = {}
-    for engine in ("loop", "vmap", "vmap+triton"):
+    for engine in ("loop", "vmap", "vmap+triton", "compiled"):
         if engine not in seconds:
             continue
         for ref in ("baseline", "forward_bound"):
@@ -143,4 +150,13 @@ def ratios(seconds: dict[str, float]) -> dict[str, float]:
                 out[f"{engine}/{ref}"] = seconds[ref] / seconds[engine]
     if "loop" in seconds and "vmap" in seconds:
         out["vmap/loop"] = seconds["loop"] / seconds["vmap"]
+    if "loop" in seconds and "compiled" in seconds:
+        out["compiled/loop"] = seconds["loop"] / seconds["compiled"]
     return out
+
+
+def compile_seconds(fn: Callable[[], object]) -> float | None:
+    """Seconds a method's strategy spent compiling (None for a method that compiles nothing)."""
+    evaluator = getattr(fn, "evaluator", None)
+    report = evaluator.strategy_report if evaluator is not None else None
+    return report.compile_seconds if report is not None and report.graphs else None

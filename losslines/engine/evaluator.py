@@ -29,12 +29,20 @@ Semantics (the measurement changes nothing):
 * Safeguard: on its first measurement an evaluator evaluates s = 0 twice on the first chunk and
   requires bit-identical outputs (hidden randomness, e.g. functional dropout or noise layers,
   is an error).
+* ``precision="bf16"`` (opt-in; default ``"fp32"``): the value forwards run under bfloat16
+  autocast (``torch.autocast``; CPUs with AVX-512 BF16 and CUDA GPUs run it natively), their
+  outputs are cast back to float32 before the loss, and means are accumulated in float64 as
+  always; the exact slopes stay float32 forward-mode passes (the plain-SGD check compares them
+  with ‖g‖). Never silent: on the first line the strategy measures, the line is also measured
+  in fp32 and the error of bf16 against it (``PrecisionError``) is logged and reported with the
+  strategy (``StrategyReport.precision_error``, the store's ``strategy_report``).
 """
 
 from __future__ import annotations
 
+import logging
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Callable, Iterator, Mapping
 
@@ -53,6 +61,9 @@ from losslines.engine.strategies import Strategy, StrategyReport, make_strategy
 from losslines.losses import Loss, get_loss, reduce_loss
 
 DEFAULT_MEMORY_BUDGET = CPU_MEMORY_BUDGET  # bytes; the default off CUDA (memory_budget=None picks per device)
+PRECISIONS = ("fp32", "bf16")  # the forwards' precision: float32 as the model is, or bfloat16 autocast
+
+log = logging.getLogger("losslines.engine")
 
 
 @dataclass(frozen=True)
@@ -138,6 +149,9 @@ class LineEvaluator:
             ``"contiguous"``. Channels-last
             inputs and convolution weights make convolutions ~1.7x faster on CPU (ResNet-20);
             the values are the same function, rounded by other kernels.
+        precision: ``"fp32"`` (default) or ``"bf16"``: the value forwards under bfloat16
+            autocast, for a float32 model; its error against fp32 is measured on the first line
+            (see the module docstring) and reported with the strategy.
 
     Raises:
         ValueError: unknown names (listing the valid ones), mismatched data, missing bn_group,
@@ -150,13 +164,17 @@ class LineEvaluator:
                  dropout: str = "off", chunk_size: int | None = None,
                  memory_budget: int | None = None, backend: str = "auto", self_check: bool = True,
                  point_chunk: int | None = None, memory_format: str = "auto",
-                 reduce: Callable[[Tensor], Tensor] | None = None, n_total: int | None = None):
+                 reduce: Callable[[Tensor], Tensor] | None = None, n_total: int | None = None,
+                 precision: str = "fp32"):
         check_bn(bn)
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
         if memory_format not in MEMORY_FORMATS:
             raise ValueError(f"unknown memory_format {memory_format!r}; valid: {', '.join(MEMORY_FORMATS)}")
         self.loss_spec: Loss = get_loss(loss)
         validate_model(model, bn, dropout)
         self.strategy = make_strategy(strategy)
+        self.precision = precision
         if bn == "batch":
             if bn_group is None:
                 raise ValueError("bn='batch' needs bn_group: the number of samples per BatchNorm group "
@@ -169,6 +187,10 @@ class LineEvaluator:
         first = next((p for p in model.parameters()), None)
         if first is None:
             raise ValueError("the model has no parameters")
+        if precision != "fp32" and first.dtype != torch.float32:
+            raise ValueError(f"precision={precision!r} (measure.precision) needs a float32 model (autocast from "
+                             f"float32), the model runs in {first.dtype}")
+        self.strategy.precision = precision
         memory_budget = default_memory_budget(first.device) if memory_budget is None \
             else check_memory_budget(memory_budget)
         self.model, self.bn, self.loss, self.dropout = model, bn, self.loss_spec.name, dropout
@@ -281,7 +303,9 @@ class LineEvaluator:
             if self.self_check and not self._checked:
                 self._double_check(line, chunks[0])
             self._prepare_strategy(line, pos, chunks[0])
-            sample_loss, line_sum, correct, counted = self._values(line, pos, chunks)
+            sample_loss, line_sum, correct, counted = self._values(line, pos, chunks, self.precision)
+            if self.precision != "fp32" and self.strategy.precision_error is None:
+                self._measure_precision_error(line, pos, chunks, sample_loss, line_sum)
             slopes = self._slopes(line, chunks) if slope else None
         n = self.n_total
         slope_sum = slopes.sum() if slopes is not None else None
@@ -332,12 +356,25 @@ class LineEvaluator:
                     n_out[0] = batched.numel_per_row(line.forward(0.0, x))
             return self._point_chunk(line, batched.rows(x), n_out[0], pos.size, make_strategy(name))
 
-        self.strategy.prepare(line, pos, x, chunk)
+        with _autocast(line.device, self.precision):
+            self.strategy.prepare(line, pos, x, chunk)
 
     def _targets_for(self, rows: slice, k: int):
         return batched.repeat_rows(batched.take(self.targets, rows), k)
 
-    def _values(self, line: LinePoints, pos: np.ndarray, chunks: list[slice]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def _measure_precision_error(self, line: LinePoints, pos: np.ndarray, chunks: list[slice], sample_loss: Tensor,
+                                 line_sum: Tensor) -> None:
+        """The reduced precision's error against fp32 on this line, set on the strategy (reported
+        with it) and logged: the line measured again in fp32."""
+        ref_samples, ref_sum, _, _ = self._values(line, pos, chunks, "fp32")
+        error = precision_error(line_sum / self.n_samples, ref_sum / self.n_samples, sample_loss, ref_samples)
+        self.strategy.precision_error = error
+        log.info("precision %s: error against fp32 on the first line (%d points x %d samples): max relative "
+                 "line error %.3g, per-sample max %.3g nats (mean %.3g)", self.precision, pos.size, self.n_samples,
+                 error["line_rel_max"], error["sample_abs_max"], error["sample_abs_mean"])
+
+    def _values(self, line: LinePoints, pos: np.ndarray, chunks: list[slice],
+                precision: str = "fp32") -> tuple[Tensor, Tensor, Tensor, Tensor]:
         k_total = pos.size
         sample_loss = None
         line_sum = torch.zeros(k_total, dtype=torch.float64, device=line.device)
@@ -352,7 +389,10 @@ class LineEvaluator:
                 while start < k_total:
                     # the very first call evaluates one point; its output size fixes the point chunk
                     stop = start + 1 if k_step is None else min(k_total, start + k_step)
-                    out = self.strategy.outputs(line, pos[start:stop], x)
+                    with _autocast(line.device, precision):
+                        out = self.strategy.outputs(line, pos[start:stop], x)
+                    if precision != "fp32":  # the loss in the model's dtype, from the reduced outputs
+                        out = batched.map_tensors(lambda t: t.to(line.dtype) if t.is_floating_point() else t, out)
                     k = stop - start
                     logits = self._as_logits(out, k, n)
                     red = reduce_loss(logits, self._targets_for(rows, k), loss=self.loss_spec, lines=k,
@@ -392,6 +432,36 @@ class LineEvaluator:
         return out
 
 
+def _autocast(device: torch.device, precision: str):
+    """bfloat16 autocast on ``device`` for ``precision="bf16"``, else nothing."""
+    if precision == "fp32":
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def precision_error(loss: Tensor, ref_loss: Tensor, sample_loss: Tensor, ref_sample_loss: Tensor) -> dict[str, float]:
+    """Error of a reduced-precision line against its fp32 measurement, over finite values.
+
+    Args:
+        loss, ref_loss: ``[K]`` mean losses (nats), reduced precision and fp32.
+        sample_loss, ref_sample_loss: ``[K, N]`` per-sample losses (nats).
+
+    Returns:
+        ``{"line_rel_max": max_k |L − L_ref|/|L_ref|, "sample_abs_max": max |ℓ − ℓ_ref|,
+        "sample_abs_mean": mean |ℓ − ℓ_ref|, "points": K, "samples": N}`` (floats; NaN where
+        nothing is finite).
+    """
+    loss, ref_loss = loss.double().cpu(), ref_loss.double().cpu()
+    diff = (sample_loss.double() - ref_sample_loss.double()).abs().cpu()
+    rel = ((loss - ref_loss).abs() / ref_loss.abs())
+    rel, diff_f = rel[torch.isfinite(rel)], diff[torch.isfinite(diff)]
+    nan = float("nan")
+    return {"line_rel_max": float(rel.max()) if rel.numel() else nan,
+            "sample_abs_max": float(diff_f.max()) if diff_f.numel() else nan,
+            "sample_abs_mean": float(diff_f.mean()) if diff_f.numel() else nan,
+            "points": int(sample_loss.shape[0]), "samples": int(sample_loss.shape[1])}
+
+
 @contextmanager
 def _quiet_jit_deprecation() -> Iterator[None]:
     """The first forward-mode computation makes torch script its jvp decompositions, which raises
@@ -409,7 +479,7 @@ def measure_line(model: nn.Module, inputs: Tensor, targets: Tensor, direction, p
                  strategy: str = "loop", slope: bool = True, chunk_size: int | None = None,
                  dropout: str = "off", memory_budget: int | None = None,
                  point_chunk: int | None = None, memory_format: str = "auto",
-                 dropout_seed: int | None = None) -> LineMeasurement:
+                 dropout_seed: int | None = None, precision: str = "fp32") -> LineMeasurement:
     """Measure one loss line: ``LineEvaluator(model, inputs, targets, ...).measure(direction, positions)``.
 
     See ``LineEvaluator`` for the arguments and ``LineMeasurement`` for the result. The slope uses
@@ -417,6 +487,6 @@ def measure_line(model: nn.Module, inputs: Tensor, targets: Tensor, direction, p
     """
     evaluator = LineEvaluator(model, inputs, targets, bn=bn, bn_group=bn_group, loss=loss, strategy=strategy,
                               dropout=dropout, chunk_size=chunk_size, memory_budget=memory_budget,
-                              point_chunk=point_chunk, memory_format=memory_format)
+                              point_chunk=point_chunk, memory_format=memory_format, precision=precision)
     return evaluator.measure(direction, positions, params=params, buffers=buffers, slope=slope,
                              dropout_seed=dropout_seed)

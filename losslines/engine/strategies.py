@@ -14,6 +14,14 @@ accumulation, slopes and safeguards are inherited from ``LineEvaluator``.
   copies that are thrown away — the statistics used are those of the batch, the module's and
   the line's buffers are never touched. ``randomness="same"``: a random op (there should be
   none: the evaluator checks determinism) draws the same numbers for every point.
+* ``"compiled"``: ``torch.compile`` of a fixed-shape block of ``COMPILED_BLOCK`` points
+  (``engine.compiled``): points built inside the compiled function from the pristine θ_t and u
+  like the loop's, compiled once per strategy instance (a run shares one) and reused for every
+  line; a shorter block of points is padded with its last position; on CUDA
+  ``mode="reduce-overhead"`` (CUDA graphs). The seconds spent compiling are in its report
+  (``compile_seconds``, ``graphs``). It refuses train-mode dropout (``dropout="fixed"``: compiled
+  random numbers are not eager's) and a model torch cannot compile whole (one-line error naming
+  the setting; no silent fall-back).
 * ``"auto"``: times ``loop`` and ``vmap`` on the first line (``AUTO_POINTS`` points of the first
   data chunk, after one warm-up call each), requires both to give the same outputs, keeps the
   faster, logs the choice and both timings (logger ``losslines.engine``) and exposes them as
@@ -26,15 +34,18 @@ from __future__ import annotations
 import logging
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor
 from torch.func import vmap
+from torch.nn.modules.dropout import _DropoutNd
+from torch.utils import _pytree as pytree
 
 from losslines import batched
+from losslines.engine.compiled import CompiledPoints
 from losslines.engine.line import LinePoints
 from losslines.engine.rng import seeded
 from losslines.engine.memory import ForwardProfile, loop_points, vmap_points
@@ -43,6 +54,7 @@ log = logging.getLogger("losslines.engine")
 
 AUTO_POINTS = 8  # points timed per strategy by "auto"
 AUTO_REPEATS = 2  # timed calls per strategy (the fastest counts), after one warm-up call
+COMPILED_BLOCK = 1  # points per compiled call of the "compiled" strategy
 
 
 @dataclass(frozen=True)
@@ -57,6 +69,14 @@ class StrategyReport:
         points: points per timed call (0 if nothing was timed).
         rows: samples per timed call (0 if nothing was timed).
         device: device the timing ran on ("" if nothing was timed).
+        compile_seconds: wall seconds spent in calls that compiled a graph ("compiled"; 0
+            otherwise), not part of ``seconds_per_point``.
+        graphs: graphs compiled ("compiled"; 0 otherwise).
+        precision: ``"fp32"`` or ``"bf16"`` (the forwards under bfloat16 autocast).
+        precision_error: with ``"bf16"``, its error against fp32 on the first measured line
+            (``LineEvaluator``): ``line_rel_max`` (max over points of |L_bf16 − L_fp32|/|L_fp32|),
+            ``sample_abs_max`` and ``sample_abs_mean`` (per-sample |ℓ_bf16 − ℓ_fp32| in nats),
+            ``points``, ``samples``; empty otherwise.
     """
 
     requested: str
@@ -65,12 +85,18 @@ class StrategyReport:
     points: int = 0
     rows: int = 0
     device: str = ""
+    compile_seconds: float = 0.0
+    graphs: int = 0
+    precision: str = "fp32"
+    precision_error: dict[str, float] = field(default_factory=dict)
 
     def as_attrs(self) -> dict:
         """JSON-serialisable form for the store attributes."""
         return {"requested": self.requested, "chosen": self.chosen,
                 "seconds_per_point": dict(self.seconds_per_point), "points": self.points,
-                "rows": self.rows, "device": self.device}
+                "rows": self.rows, "device": self.device, "compile_seconds": self.compile_seconds,
+                "graphs": self.graphs, "precision": self.precision,
+                "precision_error": dict(self.precision_error)}
 
 
 class Strategy(ABC):
@@ -78,11 +104,14 @@ class Strategy(ABC):
 
     ``reduce`` (set by the evaluator of a measurement sharded over processes) sums a float64
     tensor over the processes; a strategy that decides something at run time (``"auto"``) must
-    decide the same in every process.
+    decide the same in every process. ``precision`` and ``precision_error`` (set by the
+    evaluator: ``LineEvaluator(precision=...)``) are reported with it.
     """
 
     name: ClassVar[str]
     reduce: Callable[[Tensor], Tensor] | None = None
+    precision: str = "fp32"
+    precision_error: dict[str, float] | None = None
 
     @abstractmethod
     def outputs(self, line: LinePoints, positions: np.ndarray, x):
@@ -110,7 +139,12 @@ class Strategy(ABC):
     @property
     def report(self) -> StrategyReport | None:
         """How the outputs are computed (None while undecided)."""
-        return StrategyReport(requested=self.name, chosen=self.name)
+        return self._with_precision(StrategyReport(requested=self.name, chosen=self.name))
+
+    def _with_precision(self, report: StrategyReport | None) -> StrategyReport | None:
+        if report is None:
+            return None
+        return replace(report, precision=self.precision, precision_error=dict(self.precision_error or {}))
 
 
 class LoopStrategy(Strategy):
@@ -151,6 +185,54 @@ class VmapStrategy(Strategy):
                            k_total=k_total, budget=budget)
 
 
+class CompiledStrategy(Strategy):
+    """``torch.compile`` of a block of ``block`` points, compiled once and reused for every line
+    (see the module docstring and ``engine.compiled``).
+
+    Args:
+        block: points per compiled call (positions are padded to a multiple of it).
+    """
+
+    name = "compiled"
+
+    def __init__(self, block: int = COMPILED_BLOCK):
+        self.block = int(block)
+        self.reduce: Callable[[Tensor], Tensor] | None = None
+        self._compiled: CompiledPoints | None = None
+
+    @property
+    def report(self) -> StrategyReport | None:
+        graphs, seconds = (self._compiled.graphs, self._compiled.compile_seconds) if self._compiled else (0, 0.0)
+        return self._with_precision(StrategyReport(requested=self.name, chosen=self.name,
+                                                   compile_seconds=seconds, graphs=graphs))
+
+    def outputs(self, line: LinePoints, positions: np.ndarray, x):
+        if any(isinstance(m, _DropoutNd) and m.p > 0 and m.training for m in line.model.modules()):
+            raise ValueError("measure.strategy='compiled' cannot measure train-mode dropout (dropout='fixed'): "
+                             "compiled random numbers are not eager's; use strategy 'loop' or 'vmap'")
+        if self._compiled is None or self._compiled.device != line.device:
+            self._compiled = CompiledPoints(line.device, self.block)
+        pos = np.asarray(positions, dtype=np.float64)
+        k, b = pos.size, self.block
+        padded = np.concatenate([pos, np.full(-k % b, pos[-1])])  # fixed shapes: pad with the last point
+        c = torch.as_tensor(padded * line.scale, dtype=torch.float64, device=line.device)
+        outs = [self._compiled(line, c[i:i + b], x) for i in range(0, padded.size, b)]
+        out = _concat(outs)
+        return batched.map_tensors(lambda t: t[:k], out) if padded.size != k else out
+
+    def point_chunk(self, profile, *, rows, outputs_per_row, k_total, budget, element_size):
+        k = loop_points(rows=rows, outputs_per_row=outputs_per_row, k_total=k_total, budget=budget)
+        return k if k == k_total or k < self.block else k - k % self.block
+
+
+def _concat(structures: list):
+    """Point-major structures ``[b_i, n, ...]`` concatenated along dim 0, leaf by leaf."""
+    if len(structures) == 1:
+        return structures[0]
+    flat, spec = zip(*(pytree.tree_flatten(s) for s in structures))
+    return pytree.tree_unflatten([torch.cat(column) for column in zip(*flat)], spec[0])
+
+
 class AutoStrategy(Strategy):
     """Times ``loop`` and ``vmap`` on the first line and delegates to the faster.
 
@@ -172,7 +254,7 @@ class AutoStrategy(Strategy):
 
     @property
     def report(self) -> StrategyReport | None:
-        return self._report
+        return self._with_precision(self._report)
 
     def prepare(self, line: LinePoints, positions: np.ndarray, x, chunk: Callable[[str], int]) -> None:
         if self._chosen is not None:
@@ -242,7 +324,8 @@ def _require_agreement(a, b) -> None:
                                "report the model")
 
 
-STRATEGIES: dict[str, type[Strategy]] = {"loop": LoopStrategy, "vmap": VmapStrategy, "auto": AutoStrategy}
+STRATEGIES: dict[str, type[Strategy]] = {"loop": LoopStrategy, "vmap": VmapStrategy, "compiled": CompiledStrategy,
+                                         "auto": AutoStrategy}
 
 
 def register_strategy(name: str, cls: type[Strategy]) -> None:

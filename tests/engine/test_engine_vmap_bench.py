@@ -58,7 +58,9 @@ def test_engine_benchmark_suite_runs_at_tiny_size(tmp_path):
            "LOSSLINES_BENCH_ROUNDS": "1", "LOSSLINES_BENCH_JSON": str(out)}
     done = run([sys.executable, "-m", "pytest", "bench/", "-q", "-p", "no:cacheprovider"], env=env)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "5 passed" in done.stdout
+    assert "6 passed" in done.stdout
     figures = json.loads(out.read_text())["batches"]["4"]
-    assert set(figures["seconds"]) == {"loop", "vmap", "baseline", "forward_bound"}
+    assert set(figures["seconds"]) == {"loop", "vmap", "compiled", "baseline", "forward_bound"}
     assert figures["ratios"]["vmap/loop"] > 0 and figures["ratios"]["loop/baseline"] > 0
+    assert figures["ratios"]["compiled/loop"] > 0
+    assert set(figures["compile_seconds"]) == {"compiled"} and figures["compile_seconds"]["compiled"] > 0
