@@ -76,8 +76,9 @@ class LineSampler:
         sink: where records go: a ``LineSink`` (``open(shape)`` is called here, after every
             setting is validated; then ``append(record)`` per line), any callable (called with
             each record), or None (records are kept in ``self.records``).
-        strategy, dropout, chunk_size, memory_budget: passed to ``LineEvaluator`` (one strategy
-            instance for all splits: ``"auto"`` decides once, on the first line's train split).
+        strategy, dropout, chunk_size, memory_budget, precision: passed to ``LineEvaluator`` (one
+            strategy instance for all splits: ``"auto"`` decides once, on the first line's train
+            split; a ``"bf16"`` precision's error is measured once, on the first line's train split).
         reduce, shards: a measurement set sharded over processes (``losslines.runner.distributed``):
             ``shards = {"train": (offset, total), "val": (offset, total)}`` says which samples
             ``train`` / ``val`` are of the whole split, ``reduce`` sums a float64 tensor over the
@@ -115,7 +116,8 @@ class LineSampler:
                  measure_batch: bool = True, batch_size: int | None = None, slope: bool = True,
                  check_sgd_slope: bool = True, dropout_seed: int = 0, per_step: bool = False,
                  reduce: Callable[[Tensor], Tensor] | None = None,
-                 shards: Mapping[str, tuple[int, int]] | None = None, nodes: str | ReducedNodes = "dense"):
+                 shards: Mapping[str, tuple[int, int]] | None = None, nodes: str | ReducedNodes = "dense",
+                 precision: str = "fp32"):
         if not isinstance(grid, Grid) or not isinstance(schedule, Schedule):
             raise ValueError("grid must be a Grid (make_grid) and schedule a Schedule")
         if not (nodes == "dense" or isinstance(nodes, ReducedNodes)):
@@ -126,7 +128,7 @@ class LineSampler:
         self._sgd_check_skipped = False  # said once per sampler
         self.dropout, self.dropout_seed, self.per_step = dropout, int(dropout_seed), bool(per_step)
         self._eval_kwargs = dict(loss=loss, strategy=make_strategy(strategy), dropout=dropout,
-                                 memory_budget=memory_budget)
+                                 memory_budget=memory_budget, precision=precision)
         group = bn_group if bn == "batch" else None
         self.shards = {split: (int(o), int(t)) for split, (o, t) in (shards or {}).items()}
         unknown = sorted(set(self.shards) - {"train", "val"})

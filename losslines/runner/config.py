@@ -154,8 +154,15 @@ class MeasureConfig:
         loss: a registered per-sample loss (``losslines.losses``): ``cross_entropy``, ``mse``.
         strategy: a registered evaluation strategy (``engine.strategies``): ``loop`` (one
             forward per point; fastest on CPU), ``vmap`` (``torch.func.vmap`` over chunks of
-            points) or ``auto`` (times both on the first line, keeps the faster, records the
-            choice in the store attributes).
+            points), ``compiled`` (``torch.compile`` of the per-point forward, compiled once per
+            run — tens of seconds on CPU, reported as ``compile_seconds`` in the store's
+            ``strategy_report`` — and reused for every line; CUDA graphs on a GPU; no train-mode
+            dropout) or ``auto`` (times loop and vmap on the first line, keeps the faster,
+            records the choice in the store attributes).
+        precision: ``fp32`` (default) or ``bf16``: the value forwards run under bfloat16
+            autocast (fast on CPUs with AVX-512 BF16 and on GPUs), losses accumulated in float64
+            as always, slopes in float32; a float32 model only. Its error against fp32 is
+            measured on the first line and stored (``strategy_report.precision_error``) and logged.
         max_memory: memory budget of one evaluation chunk: ``auto`` (half of the free CUDA
             memory on a GPU, 256 MiB on CPU) or a size such as ``"512MiB"``, ``"8GiB"``.
         sample_losses: splits whose per-sample losses are stored (``train``, ``val``, ``batch``).
@@ -200,6 +207,7 @@ class MeasureConfig:
     dropout: Literal["off", "fixed", "error"] = "off"
     loss: str = "cross_entropy"
     strategy: str = "loop"
+    precision: Literal["fp32", "bf16"] = "fp32"
     max_memory: str = "auto"
     sample_losses: list[str] = field(default_factory=lambda: ["train", "batch"])
     sample_dtype: Literal["float16", "float32"] = "float16"

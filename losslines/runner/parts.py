@@ -144,7 +144,7 @@ def build_sampler(parts: RunParts, sink: LineSink) -> LineSampler:
         bn=m.bn, bn_group=m.bn_group, loss=parts.loss, sample_losses=tuple(s for s in SPLITS if s in m.sample_losses),
         sink=sink, strategy=m.strategy, batch_size=parts.cfg.train.batch_size, memory_budget=memory_budget(m),
         check_sgd_slope=not active_dropout(parts.model), dropout=m.dropout, dropout_seed=parts.cfg.seed,
-        per_step=m.per_step, nodes=reduced_nodes(m),
+        per_step=m.per_step, precision=m.precision, nodes=reduced_nodes(m),
     )
 
 def reduced_nodes(m) -> str | ReducedNodes:
