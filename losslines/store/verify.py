@@ -109,6 +109,8 @@ def _check_lines(store: LineStore, block: int) -> list[Finding]:
     # run's values, stored as measured, break no invariant; an unflagged NaN is still a finding
     diverged = np.asarray(store.attrs.get("nonfinite_steps") or [], dtype=np.int64)
 
+    bounds = _interpolation_bounds(store)
+
     def first_bad(mask: np.ndarray, start: int) -> int:
         return start + int(np.flatnonzero(mask)[0])
 
@@ -156,6 +158,8 @@ def _check_lines(store: LineStore, block: int) -> list[Finding]:
             ids = store["batch_ids"][start:stop]
             if np.any(ids < -1):
                 out.append(Finding("batch_ids", f"lines {start}..{stop - 1}", "ids below -1"))
+        if store.has("interpolated"):
+            out += _check_interpolation(store, start, stop, flagged, bounds)
         if plain_sgd and store.has("slope0_batch"):
             slope = store["slope0_batch"][start:stop].astype(np.float64)
             bad = sgd_slope_mismatch(slope, norm)
@@ -165,6 +169,39 @@ def _check_lines(store: LineStore, block: int) -> list[Finding]:
                 i = first_bad(bad, start)
                 out.append(Finding("sgd-slope", f"line {i}",
                                    f"slope0_batch {slope[i - start]:.6g} != -direction_norm {-norm[i - start]:.6g}"))
+    return out
+
+
+def _interpolation_bounds(store: LineStore) -> tuple[float, float]:
+    """The reduced evaluation's bounds (mean losses, per-sample) from the stored config; inf if absent."""
+    cfg = store.config if isinstance(store.config, dict) else {}
+    measure = cfg.get("measure", {}) if isinstance(cfg.get("measure"), dict) else {}
+    return (float(measure.get("max_interpolation_error", np.inf)),
+            float(measure.get("max_sample_interpolation_error", np.inf)))
+
+
+def _check_interpolation(store: LineStore, start: int, stop: int, flagged: np.ndarray,
+                         bounds: tuple[float, float]) -> list[Finding]:
+    """Reduced evaluation (store-format §4): ``interpolated`` is 0 or 1 (−1 only on flagged non-finite
+    lines), and no line kept as interpolated has an error above the run's bounds."""
+    out = []
+    flag = store["interpolated"][start:stop]
+    bad = ~np.isin(flag, (0, 1)) & ~flagged
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        out.append(Finding("interpolation", f"interpolated line {start + i}", f"{int(flag[i])} is neither 0 nor 1"))
+    kept = flag == 1
+    for split in store.layout.measured_splits:
+        for name, bound in ((f"interpolation_error_{split}", bounds[0]),
+                            (f"sample_interpolation_error_{split}", bounds[1])):
+            if not store.has(name):
+                continue
+            err = store[name][start:stop].astype(np.float64)
+            over = kept & ~(err <= np.float32(bound))
+            if over.any():
+                i = int(np.flatnonzero(over)[0])
+                out.append(Finding("interpolation", f"{name} line {start + i}",
+                                   f"{err[i]:.3g} above the bound {bound:g} on a line kept as interpolated"))
     return out
 
 

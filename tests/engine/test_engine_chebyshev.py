@@ -170,3 +170,10 @@ def test_the_store_keeps_every_lines_errors_and_whether_it_fell_back(tiny_config
         assert (store[f"interpolation_error_{split}"][:n][ok] <= 1e-4).all()
     assert "chebyshev: 5 Chebyshev-Lobatto nodes" in store.attrs["semantics"]["nodes"]
     assert verify_store(cfg.store_path) == []
+    import zarr  # verify names a line kept as interpolated whose error is above the bound
+    root = zarr.open_group(str(cfg.store_path), mode="r+", use_consolidated=False)
+    line = int(np.flatnonzero(flag == 1)[0])
+    root["interpolation_error_val"][line] = 0.5
+    findings = [str(f) for f in verify_store(cfg.store_path)]
+    assert findings == [f"interpolation: interpolation_error_val line {line}: 0.5 above the bound 0.0001 on a line "
+                        "kept as interpolated"], findings
