@@ -196,6 +196,8 @@ class CompiledStrategy(Strategy):
     name = "compiled"
 
     def __init__(self, block: int = COMPILED_BLOCK):
+        if not isinstance(block, (int, np.integer)) or block < 1:
+            raise ValueError(f"the compiled strategy needs block >= 1 points per compiled call, got {block!r}")
         self.block = int(block)
         self.reduce: Callable[[Tensor], Tensor] | None = None
         self._compiled: CompiledPoints | None = None
