@@ -65,6 +65,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         what = f"stopped, {result.reason} (train.on_nonfinite = 'stop')" if result.status == "nonfinite" \
             else result.status
         print(f"{what}: {result.lines} lines over {result.steps} steps in {result.wall_s:.1f} s -> {result.store_path}")
+        if result.writer_stall is not None and result.threads is not None:
+            st = result.writer_stall
+            print(f"  {result.threads}; the store writer held the run up {st.caller_s:.2f} s, "
+                  f"{100 * st.fraction:.1f} % of its {st.open_s:.1f} s "
+                  f"(at most {100 * st.bound:.1f} % counting its thread's {st.write_s:.2f} s)")
     return {"complete": 0, "nonfinite": EXIT_NONFINITE}.get(result.status, EXIT_INTERRUPTED)
 
 
@@ -194,7 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue a stopped measurement after its committed lines")
     p.add_argument("--device", choices=["cpu", "cuda", "auto"], help="overrides the recorded config's device")
     p.add_argument("--threads", type=int, default=0,
-                   help="CPU threads per process (default: torch's, i.e. OMP_NUM_THREADS; torchrun sets 1)")
+                   help="CPU threads per process (default 0: OMP_NUM_THREADS if set, which torchrun sets to 1, "
+                        "else the cores this process may use)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_measure)
 

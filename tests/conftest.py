@@ -128,10 +128,12 @@ def disk_writers():
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models run fastest on one thread, and the CI cores are shared; restored after each test."""
+def one_torch_thread(monkeypatch):
+    """Tiny models run fastest on one thread, and the CI cores are shared; restored after each test.
+    OMP_NUM_THREADS=1 makes a run's ``threads = 0`` (runner.threads) choose one thread too."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     yield
     torch.set_num_threads(before)
 

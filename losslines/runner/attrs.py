@@ -1,4 +1,4 @@
-"""The store attributes a run writes: its config, the measurement semantics, grid, data, model, versions.
+"""The store attributes a run writes: its config, the measurement semantics, grid, data, model, runtime, versions.
 
 docs/store-format.md ("Group attributes") is the specification of these keys.
 """
@@ -67,6 +67,7 @@ def store_attrs(parts: RunParts) -> dict:
             "width": cfg.model.width,
             "n_parameters": sum(p.numel() for p in model.parameters()),
         },
+        "runtime": parts.threads.as_attrs(),  # this machine's; compare.VOLATILE_ATTRS
         "versions": {
             "losslines": __version__,
             "torch": torch.__version__,

@@ -295,7 +295,8 @@ _MAX_LINES = 1_000_000
 _RULES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "name": (lambda v: bool(v.strip()) and "/" not in v, "a non-empty name without '/'"),
     "seed": (lambda v: 0 <= v <= _MAX_SEED, f"in [0, {_MAX_SEED}]"),
-    "threads": (lambda v: 0 <= v <= _MAX_THREADS, f"in [0, {_MAX_THREADS}] (0 = torch's default)"),
+    "threads": (lambda v: 0 <= v <= _MAX_THREADS,
+                f"in [0, {_MAX_THREADS}] (0 = the cores this process may use, runner.threads)"),
     "data.name": (lambda v: bool(v.strip()), "a dataset name"),
     "data.fraction": (lambda v: 0 < v <= 1, "in (0, 1]"),
     "data.n_val": (lambda v: v >= 0, ">= 0"),

@@ -24,9 +24,11 @@ from losslines.runner.loop import TrainingLoop, restore
 from losslines.runner.parts import build_parts, build_sampler
 from losslines.runner.progress import Progress
 from losslines.runner.recording import Recorder, RecordingWriter
+from losslines.runner.threads import ThreadChoice
 from losslines.runner.tensorboard import TENSORBOARD_MISSING, TensorBoardSink, tensorboard_installed
 from losslines.store import StoreSink
 from losslines.store.group import lines_committed
+from losslines.store.stall import WriterStall
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,9 @@ class RunResult:
         lines: lines committed to the store in total.
         wall_s: wall time of this invocation in seconds.
         reason: why a ``nonfinite`` run stopped, naming the step and the value ("" otherwise).
+        threads: torch's CPU threads in this invocation and where the count came from.
+        writer_stall: how long the store writer held up training and measuring in this
+            invocation (process 0; None elsewhere and for a recording).
     """
 
     store_path: Path | str
@@ -54,6 +59,8 @@ class RunResult:
     lines: int
     wall_s: float
     reason: str = ""
+    threads: ThreadChoice | None = None
+    writer_stall: WriterStall | None = None
 
 
 def run(cfg: RunConfig, *, resume: bool = False, progress: bool = True, stop_at_step: int | None = None,
@@ -134,6 +141,8 @@ def _run(cfg: RunConfig, ranks, *, resume: bool, progress: bool, stop_at_step: i
         if cfg.store.tensorboard and ranks.is_main:  # tees the lines into a TensorBoard log, closed below
             sink = TensorBoardSink(sink, cfg.tensorboard_dir, purge_step=start)
         sampler = build_sampler(parts, sink)  # validates the measurement, then creates / reopens the store
+    if ranks.is_main:
+        log.info("torch uses %s", parts.threads)
     try:
         loop = TrainingLoop(parts, sampler, sink, checkpoint_dir=ckpt_dir, on_step=on_step,
                             progress=Progress(progress and ranks.is_main, total=cfg.train.steps, initial=start,
@@ -146,8 +155,10 @@ def _run(cfg: RunConfig, ranks, *, resume: bool, progress: bool, stop_at_step: i
     finally:
         if isinstance(sink, TensorBoardSink):
             sink.close()
+    stall = getattr(sink.writer, "stall", None) if ranks.is_main else None  # a StoreWriter's (not a recording's)
     return RunResult(store_path=cfg.store_path, status=status, steps=steps, lines=sink.writer.committed_lines,
-                     wall_s=time.perf_counter() - t0, reason=str(loop.nonfinite or ""))
+                     wall_s=time.perf_counter() - t0, reason=str(loop.nonfinite or ""), threads=parts.threads,
+                     writer_stall=stall)
 
 
 def _killed_before_first_checkpoint(store_path, ckpt_dir) -> bool:

@@ -16,6 +16,7 @@ exits 130; ``--resume`` continues it after the store's committed lines.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import time
 from contextlib import nullcontext
@@ -38,6 +39,8 @@ from losslines.store import StoreSink
 from losslines.store.location import Location
 from losslines.store.reader import open_store
 
+log = logging.getLogger(__name__)
+
 __all__ = ["measure_recording"]
 
 
@@ -52,9 +55,10 @@ def measure_recording(recording: str | os.PathLike[str] | Location, out: str | o
         resume: continue a stopped measurement after its committed lines.
         progress: a progress bar on stderr (process 0).
         device: ``cpu``, ``cuda`` or ``auto`` instead of the recorded config's.
-        threads: CPU threads per process; 0: torch's default (``OMP_NUM_THREADS``, which
-            torchrun sets to 1). The recorded config's ``threads`` belongs to the machine that
-            recorded and is not used: N processes of all the cores each would oversubscribe them.
+        threads: CPU threads per process; 0: ``OMP_NUM_THREADS`` if set (torchrun sets it to
+            1), else the cores this process may use (``runner.threads``). The recorded config's
+            ``threads`` belongs to the machine that recorded and is not used: N processes of all
+            the cores each would oversubscribe them.
         storage_options: fsspec options of ``out`` (default: the recorded config's).
 
     Raises:
@@ -99,6 +103,8 @@ def _measure(rec: RecordingReader, cfg: RunConfig, ranks: Ranks, *, resume: bool
     if ranks.any(failed is not None):
         raise failed if failed is not None else RuntimeError(f"process 0 could not open the store {out}; see its error")
     start = ranks.broadcast_int(start)
+    if ranks.is_main:
+        log.info("torch uses %s", parts.threads)
     n, world = len(rec), ranks.world
     bar = Progress(progress and ranks.is_main, total=n, initial=start, desc=cfg.name, quiet=not ranks.is_main,
                    unit="line")
@@ -142,7 +148,8 @@ def _measure(rec: RecordingReader, cfg: RunConfig, ranks: Ranks, *, resume: bool
         finally:
             bar.close()
     return RunResult(store_path=cfg.store_path, status="complete", steps=n, lines=n,
-                     wall_s=time.perf_counter() - t0)
+                     wall_s=time.perf_counter() - t0, threads=parts.threads,
+                     writer_stall=sink.writer.stall if ranks.is_main else None)
 
 
 def _sink(rec: RecordingReader, cfg: RunConfig, parts: RunParts, resume: bool) -> StoreSink:

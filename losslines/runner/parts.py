@@ -26,6 +26,7 @@ from losslines.runner.config import RunConfig, memory_budget
 from losslines.runner.data_order import DataOrder
 from losslines.runner.distributed import SINGLE, Ranks, plan_shards
 from losslines.runner.optimizers import Stepper
+from losslines.runner.threads import ThreadChoice, apply_threads
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class RunParts:
         n_measured: training samples in the measurement set (the first ``n_measured``).
         planned_lines: lines the schedule measures over the whole run.
         ranks: the run's processes (``runner.distributed``; one by default).
+        threads: torch's CPU thread count, set here from ``cfg.threads`` (``runner.threads``).
     """
 
     cfg: RunConfig
@@ -58,6 +60,7 @@ class RunParts:
     n_measured: int
     planned_lines: int
     ranks: Ranks = SINGLE
+    threads: ThreadChoice = ThreadChoice(1, "config", 1)
 
     @property
     def train(self) -> tuple[Tensor, Tensor]:
@@ -90,8 +93,7 @@ def build_parts(cfg: RunConfig, ranks: Ranks = SINGLE) -> RunParts:
     Raises:
         ValueError / FileNotFoundError: an unknown name, a missing dataset, impossible sizes.
     """
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    threads = apply_threads(cfg.threads)  # logged by the driver once the run is under way
     device = ranks.device if ranks.sharded else resolve_device(cfg.device)
     d = cfg.data
     dataset = load_dataset(d.name, root=d.root or None, fraction=d.fraction, n_val=d.n_val, seed=d.seed,
@@ -116,7 +118,7 @@ def build_parts(cfg: RunConfig, ranks: Ranks = SINGLE) -> RunParts:
         schedule = make_schedule("list", steps=m.at)
     return RunParts(cfg=cfg, device=device, dataset=dataset, model=model, stepper=stepper, loss=get_loss(m.loss),
                     order=order, grid=grid, schedule=schedule, n_measured=n_measured,
-                    planned_lines=len(schedule.steps(cfg.train.steps)), ranks=ranks)
+                    planned_lines=len(schedule.steps(cfg.train.steps)), ranks=ranks, threads=threads)
 
 
 def build_sampler(parts: RunParts, sink: LineSink) -> LineSampler:
@@ -146,6 +148,7 @@ def build_sampler(parts: RunParts, sink: LineSink) -> LineSampler:
         check_sgd_slope=not active_dropout(parts.model), dropout=m.dropout, dropout_seed=parts.cfg.seed,
         per_step=m.per_step, precision=m.precision, nodes=reduced_nodes(m),
     )
+
 
 def reduced_nodes(m) -> str | ReducedNodes:
     """The sampler's ``nodes`` for ``measure.nodes`` (``engine.reduced``)."""

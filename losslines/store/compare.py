@@ -21,7 +21,7 @@ from losslines.store.group import member_names, open_group_checked
 from losslines.store.schema import decode_attrs
 
 # Attributes that record when and with what a store was written, not what it holds.
-VOLATILE_ATTRS = ("created", "finished", "versions")
+VOLATILE_ATTRS = ("created", "finished", "versions", "runtime", "writer_stall")
 _ROWS_PER_BLOCK = 64
 
 

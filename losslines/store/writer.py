@@ -17,10 +17,14 @@ trims every per-line array to its committed lines and consolidates the metadata 
 it); a running or failed store keeps its allocation, its unwritten rows hold the fill value. zarr's ``LocalStore`` replaces every file
 (metadata included) by an atomic rename, so a concurrent reader sees the old or the new
 attributes, never a torn file.
+
+The caller's waits on the writer are timed (``store.stall``): :attr:`StoreWriter.stall`, and
+the ``writer_stall`` attribute written at close.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import queue
 import threading
@@ -36,6 +40,7 @@ from zarr.codecs import BloscCodec, Crc32cCodec
 from losslines.records import DirectionsRecord, LineRecord, StepRecord
 from losslines.store.group import infer_layout, member_names, open_group_checked
 from losslines.store.location import Location, location
+from losslines.store.stall import StallClock, WriterStall
 from losslines.store.schema import (
     COMMITTED_ATTR,
     DIRECTIONS_GROUP,
@@ -66,6 +71,17 @@ _POLL_S = 0.1
 
 class WriterError(RuntimeError):
     """The background writer thread failed; the cause is chained as ``__cause__``."""
+
+
+def _caller_side(method):
+    """Count a caller-side method's wall time in the writer's ``StallClock``."""
+
+    @functools.wraps(method)
+    def timed(self, *args, **kwargs):
+        with self._clock.caller():
+            return method(self, *args, **kwargs)
+
+    return timed
 
 
 def _now() -> str:
@@ -136,6 +152,7 @@ class StoreWriter:
         self._error: BaseException | None = None
         self._closed = False
         self._order = threading.Lock()  # several producer threads: line indices follow queue order
+        self._clock = StallClock()
         self._thread = threading.Thread(target=self._run, name=f"losslines-writer:{path.name}", daemon=True)
         self._thread.start()
 
@@ -284,7 +301,13 @@ class StoreWriter:
         st = self._states.get(DIRECTIONS_GROUP)
         return st.committed if st is not None else 0
 
+    @property
+    def stall(self) -> WriterStall:
+        """How long the caller has waited on this writer so far (``store.stall``)."""
+        return self._clock.read()
+
     # -- caller side ----------------------------------------------------------------------
+    @_caller_side
     def append(self, record: LineRecord | Mapping[str, Any]) -> int:
         """Queue one line of the root group; return its line index.
 
@@ -299,6 +322,7 @@ class StoreWriter:
             record = record_arrays(record, self._layout)
         return self._enqueue(ROOT, record, "append")
 
+    @_caller_side
     def append_directions(self, record: DirectionsRecord | Mapping[str, Any]) -> int:
         """Queue one line of ``directions/``: a ``DirectionsRecord`` (M lines from one θ_t), or
         its arrays with a leading ``direction`` dim [M, ...] (``step``, ``epoch``, ``lr`` scalar)."""
@@ -308,6 +332,7 @@ class StoreWriter:
             record = directions_arrays(record, self._layout)
         return self._enqueue(DIRECTIONS_GROUP, record, "append_directions")
 
+    @_caller_side
     def append_step(self, record: StepRecord | Mapping[str, Any]) -> int:
         """Queue one entry of ``steps/`` (the per-step mode): a ``StepRecord`` or its arrays."""
         if STEPS_GROUP not in self._states:
@@ -316,20 +341,23 @@ class StoreWriter:
             record = step_arrays(record, self._layout)
         return self._enqueue(STEPS_GROUP, record, "append_step")
 
+    @_caller_side
     def update_attrs(self, attrs: Mapping[str, Any]) -> None:
         """Merge JSON-serialisable attributes into the root group (written in order with lines)."""
         self._check_usable()
         check_json(attrs, "update_attrs")
         self._put(("attrs", dict(attrs)))
 
+    @_caller_side
     def flush(self) -> None:
         """Block until every queued line is written and committed (may write a partial chunk)."""
         self._check_usable()
-        done = threading.Event()
-        self._put(("flush", done))
-        while not done.wait(_POLL_S):
-            if not self._thread.is_alive():  # pragma: no cover - the thread never exits before stop
-                raise WriterError("the store writer thread died")
+        with self._clock.part("flush_wait_s"):
+            done = threading.Event()
+            self._put(("flush", done))
+            while not done.wait(_POLL_S):
+                if not self._thread.is_alive():  # pragma: no cover - the thread never exits before stop
+                    raise WriterError("the store writer thread died")
         self._raise_if_failed()
 
     def close(self, status: str = "complete", reason: str | None = None) -> None:
@@ -354,7 +382,9 @@ class StoreWriter:
         self._put(("stop",), check=False)
         self._thread.join()
         self._closed = True
-        final = {STATUS_ATTR: status if failure is None else "failed", "finished": _now()}
+        self._clock.stop()
+        final = {STATUS_ATTR: status if failure is None else "failed", "finished": _now(),
+                 "writer_stall": self.stall.as_attrs()}
         if failure is not None:
             reason = f"background writer failed: {failure.__cause__ or failure!r}"
         if final[STATUS_ATTR] == "complete":  # final: exactly the committed lines
@@ -386,6 +416,7 @@ class StoreWriter:
             index = self._next[key]
             self._put(("line", key, index, arrays))
             self._next[key] = index + 1
+        self._clock.count_line()
         return index
 
     def _check_usable(self) -> None:
@@ -401,6 +432,13 @@ class StoreWriter:
             ) from self._error
 
     def _put(self, item: tuple[Any, ...], check: bool = True) -> None:
+        if item[0] == "flush":  # its wait is counted whole in flush_wait_s
+            self._put_now(item, check)
+            return
+        with self._clock.part("queue_wait_s"):
+            self._put_now(item, check)
+
+    def _put_now(self, item: tuple[Any, ...], check: bool) -> None:
         while True:  # blocks while the queue is full, but notices a failed writer
             if check:
                 self._raise_if_failed()
@@ -418,13 +456,8 @@ class StoreWriter:
             kind = item[0]
             try:
                 if self._error is None:  # after a failure: drain, write nothing
-                    if kind == "line":
-                        self._write_line(self._states[item[1]], item[2], item[3])
-                    elif kind == "flush":
-                        for st in self._states.values():
-                            self._write_buffer(st)
-                    elif kind == "attrs":
-                        self._set_root_attrs(item[1])
+                    with self._clock.part("write_s"):
+                        self._handle(item)
             except BaseException as err:
                 self._error = err
             finally:
@@ -432,6 +465,16 @@ class StoreWriter:
                     item[1].set()
             if kind == "stop":
                 return
+
+    def _handle(self, item: tuple[Any, ...]) -> None:
+        kind = item[0]
+        if kind == "line":
+            self._write_line(self._states[item[1]], item[2], item[3])
+        elif kind == "flush":
+            for st in self._states.values():
+                self._write_buffer(st)
+        elif kind == "attrs":
+            self._set_root_attrs(item[1])
 
     def _write_line(self, st: _GroupState, index: int, record: dict[str, np.ndarray]) -> None:
         if index != st.buffer_start + len(st.buffer):
