@@ -112,7 +112,7 @@ class CompiledPoints:
                     torch.compiler.cudagraph_mark_step_begin()
                 out = self._fn(line.model, line.theta, line.u, line.frozen, line.buffers, c, x, fresh)
         except Exception as err:  # noqa: BLE001  (a compiler failure: no silent eager fall-back)
-            if isinstance(err, (torch.cuda.OutOfMemoryError, KeyboardInterrupt)):
+            if isinstance(err, torch.cuda.OutOfMemoryError):
                 raise
             raise RuntimeError(f"{COMPILE_SETTING} could not compile or run this model "
                                f"({type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}); "

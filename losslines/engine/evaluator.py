@@ -357,7 +357,7 @@ class LineEvaluator:
             return self._point_chunk(line, batched.rows(x), n_out[0], pos.size, make_strategy(name))
 
         with _autocast(line.device, self.precision):
-            self.strategy.prepare(line, pos, x, chunk)
+            self.strategy.prepare(line, pos, x, chunk, rows_total=self.n_total)
 
     def _targets_for(self, rows: slice, k: int):
         return batched.repeat_rows(batched.take(self.targets, rows), k)

@@ -23,10 +23,12 @@ accumulation, slopes and safeguards are inherited from ``LineEvaluator``.
   random numbers are not eager's) and a model torch cannot compile whole (one-line error naming
   the setting; no silent fall-back).
 * ``"auto"``: times ``loop`` and ``vmap`` on the first line (``AUTO_POINTS`` points of the first
-  data chunk, after one warm-up call each), requires both to give the same outputs, keeps the
-  faster, logs the choice and both timings (logger ``losslines.engine``) and exposes them as
-  ``report`` (a ``StrategyReport``) for the store attributes. One ``AutoStrategy`` instance
-  shared by several evaluators decides once, on the first line measured.
+  data chunk, after one warm-up call each) — and ``compiled`` too when that line, at the faster
+  eager speed, takes at least ``AUTO_COMPILE_SECONDS`` (the compilation is not timed as a
+  point; ``AutoStrategy``) — requires them to give the same outputs, keeps the fastest, logs the
+  choice and the timings (logger ``losslines.engine``) and exposes them as ``report`` (a
+  ``StrategyReport``) for the store attributes. One ``AutoStrategy`` instance shared by several
+  evaluators decides once, on the first line measured.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ log = logging.getLogger("losslines.engine")
 AUTO_POINTS = 8  # points timed per strategy by "auto"
 AUTO_REPEATS = 2  # timed calls per strategy (the fastest counts), after one warm-up call
 COMPILED_BLOCK = 1  # points per compiled call of the "compiled" strategy
+AUTO_COMPILE_SECONDS = 60.0  # "auto" also times "compiled" when one line takes at least this long (eager)
 
 
 @dataclass(frozen=True)
@@ -132,9 +135,11 @@ class Strategy(ABC):
                     k_total: int, budget: int) -> int:
         """Points per ``outputs`` call for ``rows`` samples within ``budget`` bytes (``engine.memory``)."""
 
-    def prepare(self, line: LinePoints, positions: np.ndarray, x, chunk: Callable[[str], int]) -> None:
+    def prepare(self, line: LinePoints, positions: np.ndarray, x, chunk: Callable[[str], int],
+                rows_total: int | None = None) -> None:
         """Called by the evaluator before each line's values with its first data chunk;
-        ``chunk(name)`` is the point chunk of strategy ``name``. Default: nothing to do."""
+        ``chunk(name)`` is the point chunk of strategy ``name``; ``rows_total`` the samples of the
+        whole (possibly sharded) split (None: ``x``'s). Default: nothing to do."""
 
     @property
     def report(self) -> StrategyReport | None:
@@ -142,9 +147,11 @@ class Strategy(ABC):
         return self._with_precision(StrategyReport(requested=self.name, chosen=self.name))
 
     def _with_precision(self, report: StrategyReport | None) -> StrategyReport | None:
-        if report is None:
-            return None
-        return replace(report, precision=self.precision, precision_error=dict(self.precision_error or {}))
+        """``report`` with this strategy's precision fields (the same object if they are already in it)."""
+        error = dict(self.precision_error or {})
+        if report is None or (report.precision == self.precision and report.precision_error == error):
+            return report
+        return replace(report, precision=self.precision, precision_error=error)
 
 
 class LoopStrategy(Strategy):
@@ -236,37 +243,77 @@ def _concat(structures: list):
 
 
 class AutoStrategy(Strategy):
-    """Times ``loop`` and ``vmap`` on the first line and delegates to the faster.
+    """Times ``loop`` and ``vmap`` on the first line and delegates to the fastest; also times
+    ``compiled`` when one line is long enough to amortise a compilation.
+
+    The rule for ``compiled``: the line's estimated time with the faster eager strategy
+    (its seconds per point × the line's points × its data chunks, summed over the processes of a
+    sharded measurement) is at least ``compile_after`` seconds. A compilation of ResNet-20 takes
+    15–30 s on a 2-core CPU (``bench/``), so the default (60 s) compiles only where compiling
+    costs at most about half a line; the compilation's time is reported (``compile_seconds``)
+    and is not part of the per-point timing that decides. Train-mode dropout never compiles.
 
     Args:
         points: points per timed call (at most the line's points and vmap's point chunk).
         repeats: timed calls per strategy after one warm-up call; the fastest counts.
+        compile_after: seconds of one line from which ``compiled`` is timed too (None: never).
     """
 
     name = "auto"
 
-    def __init__(self, points: int = AUTO_POINTS, repeats: int = AUTO_REPEATS):
+    def __init__(self, points: int = AUTO_POINTS, repeats: int = AUTO_REPEATS,
+                 compile_after: float | None = AUTO_COMPILE_SECONDS):
         if points < 1 or repeats < 1:
             raise ValueError(f"auto strategy needs points >= 1 and repeats >= 1, got {points}, {repeats}")
-        self.points, self.repeats = int(points), int(repeats)
-        self.candidates: dict[str, Strategy] = {"loop": LoopStrategy(), "vmap": VmapStrategy()}
+        if compile_after is not None and not compile_after >= 0:
+            raise ValueError(f"auto strategy needs compile_after >= 0 seconds or None, got {compile_after!r}")
+        self.points, self.repeats, self.compile_after = int(points), int(repeats), compile_after
+        self.candidates: dict[str, Strategy] = {"loop": LoopStrategy(), "vmap": VmapStrategy(),
+                                                "compiled": CompiledStrategy()}
         self.reduce: Callable[[Tensor], Tensor] | None = None  # set for sharded measurements: one decision for all
         self._chosen: Strategy | None = None
         self._report: StrategyReport | None = None
 
     @property
     def report(self) -> StrategyReport | None:
-        return self._with_precision(self._report)
+        self._report = self._with_precision(self._report)  # one object while nothing changes
+        return self._report
 
-    def prepare(self, line: LinePoints, positions: np.ndarray, x, chunk: Callable[[str], int]) -> None:
+    def prepare(self, line: LinePoints, positions: np.ndarray, x, chunk: Callable[[str], int],
+                rows_total: int | None = None) -> None:
         if self._chosen is not None:
             return
         k = int(max(1, min(self.points, len(positions), chunk("vmap"))))
         pos = np.asarray(positions, dtype=np.float64)[:k]
+        rows = batched.rows(x)
+        seconds, outs = self._time(["loop", "vmap"], line, pos, x)
+        line_seconds = min(seconds.values()) * len(positions) * -(-(rows_total or rows) // rows)
+        dropout = any(isinstance(m, _DropoutNd) and m.p > 0 and m.training for m in line.model.modules())
+        if self.compile_after is not None and line_seconds >= self.compile_after and not dropout:
+            more, more_outs = self._time(["compiled"], line, pos, x)
+            seconds.update(more)
+            outs.update(more_outs)
+        for name in outs:
+            if name != "loop":
+                _require_agreement(outs["loop"], outs[name], name)
+        chosen = min(seconds, key=seconds.get)
+        self._chosen = self.candidates[chosen]
+        compiled = self.candidates["compiled"].report if "compiled" in seconds else None
+        self._report = StrategyReport(requested="auto", chosen=chosen, seconds_per_point=seconds, points=k,
+                                      rows=rows, device=str(line.device),
+                                      compile_seconds=compiled.compile_seconds if compiled else 0.0,
+                                      graphs=compiled.graphs if compiled else 0)
+        log.debug("strategy auto: chose %s (seconds per point over %d points x %d samples on %s: %s)", chosen, k,
+                  rows, line.device, ", ".join(f"{n} {s:.3g}" for n, s in seconds.items()))
+
+    def _time(self, names: list[str], line: LinePoints, pos: np.ndarray, x) -> tuple[dict[str, float], dict]:
+        """Seconds per point of each named candidate (fastest of ``repeats`` calls after a warm-up
+        call; summed over the processes of a sharded measurement) and its outputs."""
         seconds, outs = {}, {}
         with torch.no_grad():
-            for name, strategy in self.candidates.items():
-                strategy.outputs(line, pos, x)  # warm-up: allocator, kernels, autotuning
+            for name in names:
+                strategy = self.candidates[name]
+                strategy.outputs(line, pos, x)  # warm-up: allocator, kernels, autotuning, compilation
                 best = float("inf")
                 for _ in range(self.repeats):
                     _sync(line.device)
@@ -274,18 +321,11 @@ class AutoStrategy(Strategy):
                     outs[name] = strategy.outputs(line, pos, x)
                     _sync(line.device)
                     best = min(best, time.perf_counter() - t0)
-                seconds[name] = best / k
-        _require_agreement(outs["loop"], outs["vmap"])
+                seconds[name] = best / len(pos)
         if self.reduce is not None:  # every process of a sharded measurement must take the same strategy
-            summed = self.reduce(torch.tensor([seconds["loop"], seconds["vmap"]], dtype=torch.float64,
-                                              device=line.device)).tolist()
-            seconds = {"loop": summed[0], "vmap": summed[1]}
-        chosen = min(seconds, key=seconds.get)
-        self._chosen = self.candidates[chosen]
-        self._report = StrategyReport(requested="auto", chosen=chosen, seconds_per_point=seconds, points=k,
-                                      rows=batched.rows(x), device=str(line.device))
-        log.debug("strategy auto: chose %s (seconds per point over %d points x %d samples on %s: loop %.3g, "
-                 "vmap %.3g)", chosen, k, batched.rows(x), line.device, seconds["loop"], seconds["vmap"])
+            summed = self.reduce(torch.tensor(list(seconds.values()), dtype=torch.float64, device=line.device))
+            seconds = dict(zip(seconds, summed.tolist()))
+        return seconds, outs
 
     def _delegate(self) -> Strategy:
         if self._chosen is None:
@@ -305,8 +345,8 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _require_agreement(a, b) -> None:
-    """Loud check that loop and vmap computed the same outputs, tensor by tensor (float64: 1e-9,
+def _require_agreement(a, b, other: str = "vmap") -> None:
+    """Loud check that loop and ``other`` computed the same outputs, tensor by tensor (float64: 1e-9,
     else 1e-2 of the largest finite output: reduced-precision kernels, e.g. TF32, differ by
     algorithm; integer outputs exactly; NaN and ±inf, a diverged model's, at the same places)."""
     for u, v in zip(batched.leaves(a), batched.leaves(b)):
@@ -321,7 +361,7 @@ def _require_agreement(a, b) -> None:
             allowed = (1e-9 if u.dtype == torch.float64 else 1e-2) * max(1.0, largest)
             gap = (float((u - v).abs().max()) if u.numel() else 0.0) if same_rest else float("inf")
         if not gap <= allowed:  # also catches NaN
-            raise RuntimeError(f"strategies 'loop' and 'vmap' disagree on the same points (max |difference| "
+            raise RuntimeError(f"strategies 'loop' and '{other}' disagree on the same points (max |difference| "
                                f"{gap:.3g}, allowed {allowed:.3g}); measure with strategy='loop' and "
                                "report the model")
 

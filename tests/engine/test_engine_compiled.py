@@ -100,3 +100,21 @@ def test_compiled_refuses_what_it_cannot_compute_in_one_line(tiny, monkeypatch):
     with pytest.raises(RuntimeError, match=r"measure.strategy='compiled': torch.compile is not available here "
                                            r"\(no compiler on this platform\)"):
         LineEvaluator(model, x, y, bn="running", strategy="compiled").measure(tiny.random_direction(model), POSITIONS)
+
+
+def test_auto_times_compiled_only_when_a_line_is_long_enough_to_amortise_it(tiny):
+    from losslines.engine.strategies import AutoStrategy
+
+    model = tiny.make_cnn()
+    x, y = tiny.make_data(32)
+    direction = tiny.random_direction(model)
+    short = AutoStrategy(points=2, repeats=1)  # a tiny line takes milliseconds: nothing compiled
+    LineEvaluator(model, x, y, bn="batch", bn_group=16, strategy=short).measure(direction, POSITIONS, slope=False)
+    assert set(short.report.seconds_per_point) == {"loop", "vmap"} and short.report.graphs == 0
+    long = AutoStrategy(points=2, repeats=1, compile_after=0.0)  # every line counts as long
+    m = LineEvaluator(model, x, y, bn="batch", bn_group=16, strategy=long).measure(direction, POSITIONS, slope=False)
+    report = long.report
+    assert set(report.seconds_per_point) == {"loop", "vmap", "compiled"} and m.strategy == report.chosen
+    assert report.graphs >= 1 and report.compile_seconds > 0 and report.as_attrs()["compile_seconds"] > 0
+    with pytest.raises(ValueError, match="compile_after >= 0"):
+        AutoStrategy(compile_after=-1.0)
