@@ -217,6 +217,11 @@ def add_analyze_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
     parser.add_argument("--watch", type=float, nargs="?", const=30.0, default=None, metavar="SECONDS",
                         help="keep watching a running store: rewrite the report whenever lines are committed "
                              "(checked every SECONDS, default 30) until the run ends")
+    parser.add_argument("--compat", choices=("none", "original"), default=d.compat,
+                        help="'original': the original analysis code's definitions (full-batch curve pooled with "
+                             "the direction batch, unrefined grid argmin, 66-point distance window, PAL's l(mu) at "
+                             "the nearest grid point), with the default numbers side by side in the report "
+                             "(default: none)")
     parser.add_argument("--no-figures", action="store_true", help="write report.md and metrics.json only")
     parser.add_argument("--formats", default="png,pdf", help="figure formats (png, pdf, svg)")
     add_metric_arguments(parser, registered_metrics())
@@ -230,7 +235,7 @@ def run_analyze(args: argparse.Namespace) -> AnalysisReport:
         batch_sizes=args.batch_sizes, n_draws=args.draws, seed=args.seed, smoothing=args.smoothing,
         save_distance_matrix=args.save_distance_matrix,
         formats=tuple(f.strip() for f in args.formats.split(",") if f.strip()),
-        metric_options=metric_options_from_args(args, registered_metrics()),
+        metric_options=metric_options_from_args(args, registered_metrics()), compat=args.compat,
     )
     kwargs = dict(lines=args.lines, options=options, figures=not args.no_figures, scheduler=args.scheduler)
 

@@ -38,19 +38,19 @@ DEFAULT_BLOCK = 1024
 Sink = Callable[[int, int, np.ndarray], None]
 
 
-def shifted_window(position: np.ndarray, losses: np.ndarray, window: float) -> tuple[np.ndarray, np.ndarray]:
+def shifted_window(position: np.ndarray, losses: np.ndarray, window: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Min-shifted lines on the window points.
 
     Args:
         position: ``[K]`` grid.
         losses: ``[L, K]`` losses in nats, NaN where not measured.
-        window: half-width of the compared window.
+        window: half-width of the compared window, or the window's grid indices themselves.
 
     Returns:
         ``(shifted [L, W] float64 with NaN kept, window positions [W])``.
     """
     losses = np.atleast_2d(np.asarray(losses, dtype=np.float64))
-    idx = window_index(position, window)
+    idx = np.asarray(window) if np.ndim(window) == 1 else window_index(position, float(window))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN line stays NaN
         low = np.nanmin(np.where(np.isfinite(position)[None, :], losses, np.nan), axis=1)

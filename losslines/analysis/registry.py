@@ -14,10 +14,12 @@ from dataclasses import is_dataclass
 
 from losslines.analysis.metric import Metric, Stage
 from losslines.analysis.metrics.batch_size_study import BatchSizeStudyMetric
+from losslines.analysis.metrics.compat_comparison import CompatComparisonMetric
 from losslines.analysis.metrics.direction_spread import DirectionSpreadMetric
 from losslines.analysis.metrics.line_distances import LineDistancesMetric
 from losslines.analysis.metrics.line_minimum import LineMinimumMetric
 from losslines.analysis.metrics.line_shape import LineShapeMetric
+from losslines.analysis.metrics.paper_claims import PaperClaimsMetric
 from losslines.analysis.metrics.replayed_rules import ReplayedRulesMetric
 from losslines.analysis.metrics.sample_consistency import SampleConsistencyMetric
 from losslines.analysis.metrics.slope_sources import SlopeSourcesMetric
@@ -33,6 +35,8 @@ _BUILTIN: tuple[Metric, ...] = (
     DirectionSpreadMetric(),
     SampleConsistencyMetric(),
     StepQualityMetric(),
+    PaperClaimsMetric(),
+    CompatComparisonMetric(),
 )
 
 _REGISTRY: dict[str, Metric] = {}

@@ -49,6 +49,8 @@ class AnalysisOptions:
         formats: figure file formats.
         metric_options: ``{metric name: its options record}`` for metrics that declare their own
             knobs (:attr:`losslines.analysis.metric.Metric.options_type`); missing: defaults.
+        compat: ``"none"`` (the default definitions) or ``"original"``: the original analysis
+            code's definitions of the quantities listed in :mod:`losslines.analysis.compat`.
     """
 
     window: float = DEFAULT_WINDOW
@@ -69,8 +71,11 @@ class AnalysisOptions:
     save_distance_matrix: bool = False
     formats: tuple[str, ...] = FIGURE_FORMATS
     metric_options: Mapping[str, Any] = field(default_factory=dict)
+    compat: str = "none"
 
     def __post_init__(self) -> None:
+        if self.compat not in ("none", "original"):
+            raise ValueError(f"compat must be 'none' or 'original', got {self.compat!r}")
         if not self.window > 0:
             raise ValueError(f"window must be > 0, got {self.window}")
         if any(m <= 0 for m in self.pal_mus):

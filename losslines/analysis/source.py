@@ -117,6 +117,11 @@ class LineSource:
         return self._store.config
 
     @property
+    def attrs(self) -> dict:
+        """The store's root attributes, decoded (``LineStore.attrs``)."""
+        return self._store.attrs
+
+    @property
     def position(self) -> np.ndarray:
         """``[K]`` float64 grid."""
         return np.asarray(self._store.position, dtype=np.float64)

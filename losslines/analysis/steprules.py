@@ -81,11 +81,19 @@ def pal_step(loss0: np.ndarray, loss_mu: np.ndarray, slope0: np.ndarray, mu: flo
     return np.where(np.isfinite(loss0) & np.isfinite(loss_mu) & np.isfinite(b), step, np.nan)
 
 
-def pal_on_line(position: np.ndarray, losses: np.ndarray, slope0: np.ndarray, mu: float) -> np.ndarray:
-    """PAL (``pal_step``) on stored lines ``[L, K]``, the losses at 0 and μ read off the grid."""
+def pal_on_line(position: np.ndarray, losses: np.ndarray, slope0: np.ndarray, mu: float, *,
+                nearest: bool = False) -> np.ndarray:
+    """PAL (``pal_step``) on stored lines ``[L, K]``, the losses at 0 and μ read off the grid:
+    interpolated at μ by the local parabola, or (``nearest``, the original code's definition) the
+    loss at the measured grid point nearest to μ."""
     n = np.atleast_2d(losses).shape[0]
     loss0 = loss_at(position, losses, np.zeros(n))
-    loss_mu = loss_at(position, losses, np.full(n, float(mu)))
+    if nearest:
+        from losslines.analysis.compat import nearest_grid_loss
+
+        loss_mu = nearest_grid_loss(position, losses, float(mu))
+    else:
+        loss_mu = loss_at(position, losses, np.full(n, float(mu)))
     return pal_step(loss0, loss_mu, slope0, mu)
 
 

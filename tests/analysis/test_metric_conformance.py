@@ -28,6 +28,11 @@ METRICS = registered_metrics()
 IDS = [m.name for m in METRICS]
 OPTIONS = AnalysisOptions(n_draws=3, formats=("png",))
 RTOL, ATOL = 1e-9, 1e-12  # block-size independence up to rounding (nats, units of s)
+COMPAT_ONLY = {"compat"}  # metrics that run only under --compat original (they compare it with the default)
+
+
+def _options(metric):
+    return replace(OPTIONS, compat="original") if metric.name in COMPAT_ONLY else OPTIONS
 
 
 class HidingSource:
@@ -92,8 +97,23 @@ def store(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def report(store, tmp_path_factory):
-    return analyze_store(store, tmp_path_factory.mktemp("report"), options=OPTIONS, figures=False)
+def reports(store, tmp_path_factory):
+    """The default analysis, and the one under --compat original (run when first asked for)."""
+    made = {}
+
+    def of(metric):
+        options = _options(metric)
+        if options.compat not in made:
+            made[options.compat] = analyze_store(store, tmp_path_factory.mktemp("report"), options=options,
+                                                 figures=False)
+        return made[options.compat]
+
+    return of
+
+
+@pytest.fixture(scope="module")
+def report(reports):
+    return reports(METRICS[0])
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +124,8 @@ def degraded(tmp_path_factory):
 
 
 @pytest.mark.parametrize("metric", METRICS, ids=IDS)
-def test_computes_and_its_summary_lands_in_metrics_json(metric, report):
+def test_computes_and_its_summary_lands_in_metrics_json(metric, reports):
+    report = reports(metric)
     out = report.result.outputs[metric.name]
     assert out.computed, out.skipped
     summary = metric.summary(report.result)
@@ -116,7 +137,8 @@ def test_computes_and_its_summary_lands_in_metrics_json(metric, report):
 
 
 @pytest.mark.parametrize("metric", METRICS, ids=IDS)
-def test_its_report_lines_land_in_report_md(metric, report):
+def test_its_report_lines_land_in_report_md(metric, reports):
+    report = reports(metric)
     part = metric.report(report.summary)
     text = report.report.read_text()
     lines = [x for x in part.headline + part.section if x]
@@ -126,7 +148,8 @@ def test_its_report_lines_land_in_report_md(metric, report):
 
 
 @pytest.mark.parametrize("metric", METRICS, ids=IDS)
-def test_per_line_arrays_have_one_entry_per_analysed_line(metric, report):
+def test_per_line_arrays_have_one_entry_per_analysed_line(metric, reports):
+    report = reports(metric)
     out = report.result.outputs[metric.name]
     n_lines = report.result.lines.size
     saved = np.load(report.out_dir / "per_line.npz")
@@ -162,8 +185,9 @@ def test_hiding_any_array_it_reads_is_not_an_error(metric, store):
 
 @pytest.mark.parametrize("metric", METRICS, ids=IDS)
 def test_results_do_not_depend_on_the_block_size(metric, store):
-    big = _run(store, metrics=_with_needs(metric))
-    tiny = _run(store, metrics=_with_needs(metric), options=replace(OPTIONS, sample_block_bytes=1), lines_per_block=3)
+    big = _run(store, metrics=_with_needs(metric), options=_options(metric))
+    tiny = _run(store, metrics=_with_needs(metric), options=replace(_options(metric), sample_block_bytes=1),
+                lines_per_block=3)
     a, b = big.outputs[metric.name], tiny.outputs[metric.name]
     assert a.computed and b.computed
     assert a.per_line.keys() == b.per_line.keys() and a.arrays.keys() == b.arrays.keys()

@@ -99,7 +99,7 @@ def test_a_metric_declares_its_own_command_line_options(toy, parabola_store, tmp
                               "--toy-scale", "2.5", "--toy-tag", "scaled"])
     rep = run_analyze(args)
     written = json.loads(rep.metrics.read_text())
-    assert written["options"]["metric_options"] == {"toy": {"scale": 2.5, "tag": "scaled"}}
+    assert written["options"]["metric_options"]["toy"] == {"scale": 2.5, "tag": "scaled"}
     assert written["toy"]["tag"] == "scaled"
     plain = analyze_store(parabola_store["path"], tmp_path / "p", figures=False)
     np.testing.assert_allclose(rep.result.per_line["toy_range"], 2.5 * plain.result.per_line["toy_range"])
@@ -134,7 +134,7 @@ def test_registry_errors_list_the_valid_names(toy):
 
 
 def test_bad_metric_options_are_errors_that_list_the_valid_names(toy, parabola_store, tmp_path):
-    with pytest.raises(ValueError, match=r"valid: \['toy'\]"):
+    with pytest.raises(ValueError, match=r"valid: \[.*'toy'\]"):
         analyze_store(parabola_store["path"], tmp_path / "r", figures=False,
                       options=AnalysisOptions(metric_options={"toys": ToyOptions()}))
     with pytest.raises(ValueError, match="must be a ToyOptions"):

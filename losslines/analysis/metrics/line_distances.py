@@ -5,6 +5,8 @@ beyond ``options.max_distance_lines``); the N x N matrix is then walked in tiles
 :func:`losslines.analysis.distances.blockwise_distances` and never held in memory. With
 ``options.save_distance_matrix`` every tile is also written to ``distances.zarr`` (float32) in
 the report folder. A line without a finite window point (diverged) is left out, with a note.
+With ``compat = "original"`` the window is the original's 66 grid points around 0, averaged
+without weights (:mod:`losslines.analysis.compat`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
+from losslines.analysis.compat import distance_window_index, is_original
 from losslines.analysis.distances import DistanceSummary, Sink, blockwise_distances, shifted_window
 from losslines.analysis.polyfit import window_index
 from losslines.analysis.parallel import current_executor
@@ -55,10 +58,16 @@ class LineDistancesMetric(Metric):
     def block(self, plan: Plan, block: Block) -> Parts:
         stride, lt = plan.params, block.f64("loss_train")
         first = (-block.offset) % stride
-        return {"shifted": shifted_window(plan.setup.position, lt[first::stride], plan.setup.options.window)[0]}
+        return {"shifted": shifted_window(plan.setup.position, lt[first::stride], self._window(plan.setup))[0]}
+
+    def _window(self, setup: Setup) -> np.ndarray:
+        """The compared grid points: ``|s| <= window``, or the original's 66 points (``compat``)."""
+        if is_original(setup):
+            return distance_window_index(setup.position)
+        return window_index(setup.position, setup.options.window)
 
     def _window_position(self, plan: Plan) -> np.ndarray:
-        return plan.setup.position[window_index(plan.setup.position, plan.setup.options.window)]
+        return plan.setup.position[self._window(plan.setup)]
 
     def finish(self, plan: Plan, parts: Parts) -> MetricResult:
         setup, stride = plan.setup, plan.params
@@ -79,7 +88,7 @@ class LineDistancesMetric(Metric):
         executor = current_executor()
         summary = blockwise_distances(a, block=options.distance_block, view_size=options.view_size, sink=sink,
                                       map_tiles=executor.map if executor.parallel else None,
-                                      position=self._window_position(plan))
+                                      position=None if is_original(setup) else self._window_position(plan))
         return MetricResult(value=LineDistances(summary, lines), notes=notes)
 
     def summary(self, analysis: AnalysisResult) -> dict[str, Any]:

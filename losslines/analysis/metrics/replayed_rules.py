@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
+from losslines.analysis.compat import PoolWeights, full_batch_curve, is_original, pool_weights
 from losslines.analysis.metric import Block, FigureSpec, Metric, MetricResult, Parts, Plan, ReportPart, Setup
 from losslines.analysis.steprules import StepOutcome, judge_step, pal_on_line, rule_key, sgd_step
 from losslines.analysis.summary_stats import distribution, fmt, json_number
@@ -37,11 +38,20 @@ class ReplayedRules:
     accumulated: dict[str, dict[str, np.ndarray]]
 
 
+@dataclass(frozen=True)
+class _RulesPlan:
+    """The replayed learning rates, and the pool weights of ``compat = "original"`` (else None)."""
+
+    sgd_lrs: tuple[float, ...]
+    pool: PoolWeights | None
+
+
 class ReplayedRulesMetric(Metric):
     """Replayed step rules (taken, optimum, SGD, PAL, full-batch PAL) and how good each step is."""
 
     name = "rules"
-    reads = ("loss_train", "loss_batch", "update_step", "direction_norm", "loss_at_update_train")
+    reads = ("loss_train", "loss_batch", "update_step", "direction_norm", "loss_at_update_train",
+             "loss_at_update_batch")
     needs = ("minimum", "slope_sources")
 
     def plan(self, setup: Setup) -> Plan:
@@ -49,28 +59,31 @@ class ReplayedRulesMetric(Metric):
         sgd_lrs = _sgd_lrs(setup, skipped)
         if not setup.source.has("loss_batch"):
             skipped.append("PAL on the direction batch: the store has no 'loss_batch'")
-        return Plan(setup, reads=self.reads, skipped=tuple(skipped), params=sgd_lrs)
+        pool = pool_weights(setup.source) if is_original(setup) else None
+        return Plan(setup, reads=self.reads, skipped=tuple(skipped), params=_RulesPlan(sgd_lrs, pool))
 
     def block(self, plan: Plan, block: Block) -> Parts:
         position, pal_mus = plan.setup.position, plan.setup.options.pal_mus
-        lt, have = block.f64("loss_train"), block.arrays
+        pool, nearest, have = plan.params.pool, is_original(plan.setup), block.arrays
+        lt = full_batch_curve(plan.setup, block, pool)  # the full-batch line the steps are judged on
         s_opt = block.upstream["minimum"]["s_opt"]
         slopes = block.upstream["slope_sources"]
+        slope_full = slopes["slope0_train"] if pool is None else pool.pool(slopes["slope0_train"], slopes["slope0_batch"])
         steps = {rule_key("taken"): block.f64("update_step") if "update_step" in have
                  else np.full(lt.shape[0], np.nan), rule_key("optimum"): s_opt}
         if "direction_norm" in have:
-            for lr in plan.params:
+            for lr in plan.params.sgd_lrs:
                 steps[rule_key("sgd", lr)] = sgd_step(lr, block.f64("direction_norm"))
         if "loss_batch" in have:
             lb = block.f64("loss_batch")
             for mu in pal_mus:
-                steps[rule_key("pal", mu)] = pal_on_line(position, lb, slopes["slope0_batch"], mu)
+                steps[rule_key("pal", mu)] = pal_on_line(position, lb, slopes["slope0_batch"], mu, nearest=nearest)
         for mu in pal_mus:
-            steps[rule_key("fbpal", mu)] = pal_on_line(position, lt, slopes["slope0_train"], mu)
+            steps[rule_key("fbpal", mu)] = pal_on_line(position, lt, slope_full, mu, nearest=nearest)
+        exact = _loss_at_update(block, pool)
         parts = {}
         for key, s in steps.items():
-            exact = block.f64("loss_at_update_train") if key == "taken" and "loss_at_update_train" in have else None
-            outcome = judge_step(position, lt, s_opt, s, loss_at_step=exact)
+            outcome = judge_step(position, lt, s_opt, s, loss_at_step=exact if key == "taken" else None)
             parts.update({f"{p}|{key}": getattr(outcome, p) for p in OUTCOME_PARTS})
         return parts
 
@@ -110,6 +123,17 @@ class ReplayedRulesMetric(Metric):
         from losslines.analysis.figures_metrics import metrics_figure
 
         return (FigureSpec("metrics over training (Fig. 6)", "metrics", metrics_figure),)
+
+
+def _loss_at_update(block: Block, pool: PoolWeights | None) -> np.ndarray | None:
+    """The exact stored full-batch loss at the step taken (pooled like the curve), or None."""
+    if "loss_at_update_train" not in block.arrays:
+        return None
+    if pool is None:
+        return block.f64("loss_at_update_train")
+    if "loss_at_update_batch" not in block.arrays:
+        return None
+    return pool.pool(block.f64("loss_at_update_train"), block.f64("loss_at_update_batch"))
 
 
 def _sgd_lrs(setup: Setup, skipped: list[str]) -> tuple[float, ...]:
