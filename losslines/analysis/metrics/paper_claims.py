@@ -101,10 +101,10 @@ def _parabolic(analysis: AnalysisResult) -> dict[str, Any]:
         return _missing("shape") | {"verdict": "not measured: no line has a degree-2 fit"}
     below = float(np.mean(mae2[np.isfinite(mae2)] <= MAE2_PARABOLIC))
     holds = d["median"] <= MAE2_PARABOLIC
-    verdict = (f"holds: median MAE_2 {d['median']:.3g} ≤ {MAE2_PARABOLIC:g} nats; {below:.0%} of lines at or below"
-               if holds else f"does not hold: median MAE_2 {d['median']:.3g} > {MAE2_PARABOLIC:g} nats; only "
+    verdict = (f"holds: median MAE_2 {d['median']:.4g} ≤ {MAE2_PARABOLIC:g} nats; {below:.0%} of lines at or below"
+               if holds else f"does not hold: median MAE_2 {d['median']:.4g} > {MAE2_PARABOLIC:g} nats; only "
                              f"{below:.0%} of lines at or below")
-    return {"number": f"median MAE_2 = {d['median']:.3g}", "spread": f"q25–q75 {d['q25']:.3g}–{d['q75']:.3g}",
+    return {"number": f"median MAE_2 = {d['median']:.4g}", "spread": f"q25–q75 {d['q25']:.3g}–{d['q75']:.3g}",
             "verdict": verdict, "holds": bool(holds), "mae2": d, "fraction_at_or_below": below,
             "threshold": MAE2_PARABOLIC}
 
