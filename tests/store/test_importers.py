@@ -97,6 +97,17 @@ def test_original_uneven_grids_import_losing_nothing(tmp_path, monkeypatch, caps
     l0 = loss["train"][:, zero].astype(np.float64)
     np.testing.assert_array_equal(taken.improvement, l0 - at_update["train"].astype(np.float64))  # 0.647 included
 
+    # the original's own definitions on its own files: 66 window points around 0 on its two
+    # half-lattices, s_opt on the grid, the default numbers alongside
+    from losslines.analysis.results import AnalysisOptions
+
+    compat = analyze_store(out, tmp_path / "compat", figures=False, options=AnalysisOptions(compat="original"))
+    assert compat.summary["distances"]["window_points"] == 66
+    assert np.isin(compat.result.per_line["s_opt"], st.position).all()
+    assert compat.summary["compat"]["pool"] == {"n_train": st.sample_ids("train").size, "n_batch": st["batch_ids"].shape[1]}
+    numbers = {n["quantity"]: n for n in compat.summary["compat"]["numbers"]}
+    assert numbers["median s_opt"]["default"] == report.summary["minimum"]["s_opt"]["median"]
+
 
 def test_split_update_point():
     pos = np.array([-0.5, 0.0, 0.2, 0.3])
