@@ -12,7 +12,10 @@ methods round-robin for ``_ROUNDS`` rounds so that load from other processes hit
 checks that they computed the same losses, and writes the interleaved figures (fastest round):
 ``sample-point evaluations per second`` and the ratios engine/baseline, engine/forward-bound and
 vmap/loop, to a JSON file (``LOSSLINES_BENCH_JSON``, default ``bench_engine.json`` in the
-working directory), also printed at the end.
+working directory), also printed at the end. Each method's achieved FLOP/s and MFU against a
+matmul peak timed in the same run (``flops.py``) go into that JSON (``flops``, per batch
+``mfu``) and into pytest-benchmark's ``extra_info``. ``python bench/report.py FILE...`` turns
+either JSON into one table of ratios.
 
 Environment (defaults): LOSSLINES_BENCH_MODEL (resnet20), _WIDTH (1.0), _SIZE (32), _SAMPLES
 (256), _POINTS (4), _BATCHES (32,128), _DEVICE (cpu), _THREADS (1, CPU only), _ROUNDS (3),
@@ -21,6 +24,7 @@ _MEMORY (bytes of the engine's memory budget; default: the device default), _JSO
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -29,6 +33,7 @@ import numpy as np
 import pytest
 import torch
 
+from flops import forward_flops_per_sample, matmul_peak, mfu_table
 from workload import METHODS, compile_seconds, make_workload, ratios, timed, triton_available
 
 ENV = {
@@ -55,6 +60,7 @@ def threads_and_report(request):
     if ENV["device"] == "cpu":
         torch.set_num_threads(ENV["threads"])
     yield
+    peak = _peak() if _SECONDS else None  # with the suite's threads, before they are restored
     torch.set_num_threads(before)
     report = {
         "config": {**ENV, "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
@@ -70,7 +76,13 @@ def threads_and_report(request):
             "evaluations_per_second": {m: evals / s for m, s in seconds.items()},
             "ratios": ratios(seconds),
             "compile_seconds": _COMPILE.get(batch, {}),
+            "flops_per_sample": _flops_per_sample(batch),
+            "mfu": mfu_table(seconds, evaluations=evals, flops_per_sample=_flops_per_sample(batch),
+                             peak_flops_per_second=peak["flops_per_second"]),
         }
+    if peak is not None:
+        report["flops"] = {"counted_with": "torch.utils.flop_counter.FlopCounterMode, one forward of a BatchNorm group",
+                           "matmul_peak": peak}
     path = os.environ.get("LOSSLINES_BENCH_JSON", "bench_engine.json")
     with open(path, "w") as f:
         json.dump(report, f, indent=2)
@@ -88,6 +100,18 @@ def workload(batch: int):
                                           batch=batch, width=ENV["width"], size=ENV["size"],
                                           device=ENV["device"], memory_budget=ENV["memory_budget"])
     return _WORKLOADS[batch]
+
+
+@functools.cache
+def _peak() -> dict:
+    """The matmul peak of this run's device and threads (``flops.matmul_peak``), measured once."""
+    return matmul_peak(torch.device(ENV["device"]))
+
+
+@functools.cache
+def _flops_per_sample(batch: int) -> float:
+    w = workload(batch)
+    return forward_flops_per_sample(w.model, w.inputs[:batch])
 
 
 def _methods():
@@ -118,6 +142,9 @@ def test_throughput(benchmark, batch, method):
     benchmark.extra_info.update(evaluations=w.evaluations, batch=batch)
     benchmark.pedantic(recorded, rounds=1, warmup_rounds=1, iterations=1)
     benchmark.extra_info["evaluations_per_second"] = w.evaluations / min(times)
+    achieved = mfu_table({method: min(times)}, evaluations=w.evaluations, flops_per_sample=_flops_per_sample(batch),
+                         peak_flops_per_second=_peak()["flops_per_second"])[method]
+    benchmark.extra_info.update(achieved, matmul_peak_flops_per_second=_peak()["flops_per_second"])
     if (compiling := compile_seconds(fn)) is not None:
         benchmark.extra_info["compile_seconds"] = compiling
     out = result["out"]

@@ -64,3 +64,5 @@ def test_engine_benchmark_suite_runs_at_tiny_size(tmp_path):
     assert figures["ratios"]["vmap/loop"] > 0 and figures["ratios"]["loop/baseline"] > 0
     assert figures["ratios"]["compiled/loop"] > 0
     assert set(figures["compile_seconds"]) == {"compiled"} and figures["compile_seconds"]["compiled"] > 0
+    assert set(figures["mfu"]) == set(figures["seconds"]) and all(0 < f["mfu"] < 1 for f in figures["mfu"].values())
+    assert json.loads(out.read_text())["flops"]["matmul_peak"]["flops_per_second"] > 0
