@@ -1,21 +1,32 @@
-"""The GPU benchmark of ``gpu_check.sh``: loop vs vmap vs vmap+Triton on one CUDA device.
+"""The GPU benchmark of ``gpu_check.sh``: loop, vmap, compiled, the original-style baseline, the
+forward bound and vmap+Triton on one CUDA device, with ratios and MFU.
 
-    python bench/gpu_bench.py --out gpu_check.json            # ResNet-20, 4,000 samples, 167 points
+    python bench/gpu_bench.py --out gpu_check.json            # ResNet-20, 5,128 samples, 167 points
     python bench/gpu_bench.py --dry-run --out /tmp/dry.json   # CPU, tiny sizes: exercises this script
 
-Workload (``workload.py``): ResNet-20 at width 1, 4,000 synthetic CIFAR-shaped samples, the 167
-points of the default grid, train-mode BatchNorm over groups of 128 (the paper's setting). Each
-method is prepared, run once cold and once warm (the warm run counts), and its per-sample losses
-are compared with the loop's. Reported: seconds and *sample-point evaluations per second*
-(``K · N / seconds``), the ratios engine/baseline, engine/forward-bound and vmap/loop, the
+Workload (``workload.py``): ResNet-20 at width 1, the paper's measured sets — 4,000 training,
+1,000 held-out and the 128 batch samples — as one set of 5,128 synthetic CIFAR-shaped samples
+(the same 41 BatchNorm groups of up to 128, the same forwards), the 167 points of the default
+grid, train-mode BatchNorm (the paper's setting). Each
+method is prepared, warmed up and then timed once (that run counts); its per-sample losses are
+compared with the first method's. The warm-up is a whole cold run for ``vmap`` and ``compiled``
+(whose compilation it holds: reported apart as ``compile_seconds``) and a 2-point run of the
+same batches for the methods whose per-point work does not depend on K (``loop``, ``baseline``,
+``forward_bound``), which saves a minute of GPU time. ``compiled`` is skipped, with the reason
+recorded, where no such strategy is registered; a method that fails records its error and the
+others still run. Reported: seconds and *sample-point evaluations per second* (``K · N /
+seconds``), the ratios engine/baseline, engine/forward-bound, vmap/loop and compiled/loop, each
+method's achieved FLOP/s and MFU against a float32 matmul peak timed here (``flops.py``), the
 choice ``strategy="auto"`` makes on this device, and the fused token cross-entropy against its
-torch reference on language-model logits (64 × 256 positions, V = 50,257, bfloat16). The JSON is rewritten after every method, so a
-run cut short by its time limit still leaves what it measured.
+torch reference on language-model logits (64 × 256 positions, V = 50,257, bfloat16). The JSON is
+rewritten after every method, so a run cut short by its time limit still leaves what it
+measured; ``python bench/report.py gpu_check.json`` prints it as a table.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -28,11 +39,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from workload import METHODS, Workload, make_workload, ratios, timed, triton_available  # noqa: E402
+from flops import forward_flops_per_sample, matmul_peak, mfu_table  # noqa: E402
+from workload import METHODS, Workload, compile_seconds, make_workload, ratios, timed, triton_available  # noqa: E402
 
 from losslines.engine.evaluator import LineEvaluator  # noqa: E402
+from losslines.engine.strategies import STRATEGIES  # noqa: E402
 
-DEFAULT_METHODS = ["loop", "vmap", "vmap+triton", "forward_bound", "baseline"]
+# most important first: a run cut short by its budget skips the last ones
+DEFAULT_METHODS = ["loop", "vmap", "compiled", "baseline", "forward_bound", "vmap+triton"]
+SHORT_WARMUP = {"loop", "baseline", "forward_bound"}  # per-point work independent of K: 2 points warm them up
 DRY_RUN = dict(device="cpu", width=0.125, size=8, samples=16, points=3, batch=8)
 
 
@@ -42,12 +57,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--model", default="resnet20")
     p.add_argument("--width", type=float, default=1.0)
     p.add_argument("--size", type=int, default=32, help="image height = width")
-    p.add_argument("--samples", type=int, default=4000)
+    p.add_argument("--samples", type=int, default=5128, help="4,000 + 1,000 + 128 (default: %(default)s)")
     p.add_argument("--points", type=int, default=167)
     p.add_argument("--batch", type=int, default=128, help="BatchNorm group / DataLoader batch")
     p.add_argument("--device", default="cuda")
-    p.add_argument("--methods", default=",".join(DEFAULT_METHODS),
-                   help=f"comma-separated subset of {', '.join(METHODS)}")
+    p.add_argument("--methods", default=None,
+                   help=f"comma-separated subset of {', '.join(METHODS)} (default: {','.join(DEFAULT_METHODS)})")
     p.add_argument("--budget-s", type=float, default=240.0,
                    help="start no further method after this many seconds (default: %(default)s)")
     p.add_argument("--tests-rc", type=int, default=None, help="exit status of the gpu-marked tests (recorded)")
@@ -57,10 +72,46 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.dry_run:
         for key, value in DRY_RUN.items():
             setattr(args, key, value)
-    unknown = [m for m in args.methods.split(",") if m not in METHODS]
-    if unknown:
-        p.error(f"unknown method(s) {unknown}; valid: {', '.join(METHODS)}")
+    if args.methods is None:
+        args.methods = ",".join(DEFAULT_METHODS)
+    else:
+        unknown = [m for m in args.methods.split(",") if m not in METHODS]
+        if unknown:
+            p.error(f"unknown method(s) {unknown}; valid: {', '.join(METHODS)}")
     return args
+
+
+def why_skipped(name: str, w: Workload) -> str | None:
+    """Why method ``name`` cannot run here (None: it can)."""
+    if name not in METHODS:
+        return f"bench/workload.py has no method {name!r}"
+    if name == "compiled" and "compiled" not in STRATEGIES:
+        return "no 'compiled' strategy is registered (losslines.engine.strategies.STRATEGIES)"
+    if name == "vmap+triton":
+        return triton_available(w)
+    return None
+
+
+def run_method(name: str, w: Workload, device: torch.device) -> tuple[dict, object]:
+    """Warm ``name`` up, time it once; return its JSON entry and its output (module docstring)."""
+    fn = METHODS[name](w)
+    result: dict = {}
+
+    def run(fn=fn):
+        result["out"] = fn()
+
+    entry: dict = {}
+    if name in SHORT_WARMUP and len(w.positions) > 2:
+        entry["warmup"] = "2 points"
+        entry["warmup_seconds"] = timed(METHODS[name](dataclasses.replace(w, positions=w.positions[:2])), device)
+    else:
+        entry["warmup"] = "whole run"
+        entry["cold_seconds"] = timed(run, device)
+    entry["seconds"] = timed(run, device)
+    entry["evaluations_per_second"] = w.evaluations / entry["seconds"]
+    if (compiling := compile_seconds(fn)) is not None:
+        entry["compile_seconds"] = compiling
+    return entry, result["out"]
 
 
 def device_info(device: torch.device) -> dict:
@@ -122,6 +173,14 @@ def token_kernel(device: torch.device, dry_run: bool) -> dict:
     return out
 
 
+def guarded(fn, *args) -> dict:
+    """``fn(*args)``, or ``{"error": ...}`` if it raises (the figures measured before it are kept)."""
+    try:
+        return fn(*args)
+    except Exception as err:  # noqa: BLE001
+        return {"error": f"{type(err).__name__}: {err}"[:2000]}
+
+
 def tests_summary(args) -> dict | None:
     if args.tests_rc is None and args.tests_log is None:
         return None
@@ -147,8 +206,12 @@ def main(argv=None) -> int:
                      "samples": args.samples, "points": len(w.positions), "batch": args.batch, "bn": "batch",
                      "evaluations": w.evaluations},
         "unit": "sample-point evaluations per second (K * N / seconds of the warm run)",
-        "tests": tests_summary(args), "methods": {}, "ratios": {}, "auto": None,
+        "tests": tests_summary(args), "methods": {}, "ratios": {}, "mfu": {}, "auto": None,
     }
+    flops_per_sample = forward_flops_per_sample(w.model, w.inputs[: w.batch])
+    peak = matmul_peak(device)
+    report["flops"] = {"counted_with": "torch.utils.flop_counter.FlopCounterMode, one forward of a BatchNorm group",
+                       "per_sample_forward": flops_per_sample, "matmul_peak": peak}
 
     def write() -> None:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -157,44 +220,45 @@ def main(argv=None) -> int:
     write()
     seconds, reference = {}, None
     for name in args.methods.split(","):
-        entry = report["methods"][name] = {}
+        report["methods"][name] = {}
         if time.perf_counter() - t_start > args.budget_s:
-            entry["skipped"] = f"time budget of {args.budget_s:.0f} s spent"
+            report["methods"][name] = {"skipped": f"time budget of {args.budget_s:.0f} s spent"}
             write()
             continue
-        if name == "vmap+triton" and (why := triton_available(w)) is not None:
-            entry["skipped"] = why
+        if (why := why_skipped(name, w)) is not None:
+            report["methods"][name] = {"skipped": why}
             write()
             continue
-        fn = METHODS[name](w)
-        result = {}
-
-        def run(fn=fn, result=result):
-            result["out"] = fn()
-
-        entry["cold_seconds"] = timed(run, device)
-        entry["seconds"] = timed(run, device)
-        entry["evaluations_per_second"] = w.evaluations / entry["seconds"]
+        try:
+            entry, out = run_method(name, w, device)
+        except Exception as err:  # noqa: BLE001 - one failing method must not cost the others' GPU time
+            report["methods"][name] = {"error": f"{type(err).__name__}: {err}"[:2000]}
+            print(f"{name:>14}: failed: {type(err).__name__}: {err}"[:500], file=sys.stderr, flush=True)
+            write()
+            continue
+        report["methods"][name] = entry
         seconds[name] = entry["seconds"]
-        out = result["out"]
         if name != "forward_bound":
             losses = out if isinstance(out, np.ndarray) else out.sample_loss
             if reference is None:
                 reference = losses
             entry["max_abs_diff_vs_first"] = float(np.abs(losses.astype(np.float64) - reference).max())
         report["ratios"] = ratios(seconds)
+        report["mfu"] = mfu_table(seconds, evaluations=w.evaluations, flops_per_sample=flops_per_sample,
+                                  peak_flops_per_second=peak["flops_per_second"])
         print(f"{name:>14}: {entry['seconds']:8.3f} s  {entry['evaluations_per_second']:12.0f} evals/s", flush=True)
         write()
-    report["auto"] = auto_choice(w)
+    report["auto"] = guarded(auto_choice, w)
     write()
     if time.perf_counter() - t_start < args.budget_s:
-        report["token_cross_entropy"] = token_kernel(device, args.dry_run)
+        report["token_cross_entropy"] = guarded(token_kernel, device, args.dry_run)
     else:
         report["token_cross_entropy"] = {"skipped": f"time budget of {args.budget_s:.0f} s spent"}
     report["seconds_total"] = time.perf_counter() - t_start
     report["status"] = "complete"
     write()
-    print(json.dumps({"ratios": report["ratios"], "auto": report["auto"],
+    print(json.dumps({"ratios": report["ratios"], "mfu": {m: v["mfu"] for m, v in report["mfu"].items()},
+                      "auto": report["auto"],
                       "token_cross_entropy": report["token_cross_entropy"]}, indent=2))
     print(f"written to {os.path.abspath(args.out)}")
     return 0

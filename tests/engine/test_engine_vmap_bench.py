@@ -1,6 +1,8 @@
 """The benchmark scripts are exercised at tiny sizes on CPU: gpu_check.sh parses and exits
-cleanly without CUDA, gpu_bench.py's dry run writes its JSON, the engine suite runs."""
+cleanly without CUDA, its dry run (GPU_CHECK_DRY_RUN=1: tests collected, gpu_bench.py --dry-run)
+writes its JSON, the engine suite runs."""
 
+import importlib.util
 import json
 import os
 import shutil
@@ -31,22 +33,41 @@ def test_gpu_check_script_parses_and_exits_cleanly_without_cuda(tmp_path):
     assert json.loads((tmp_path / "gpu_check.json").read_text())["status"] == "no_cuda"
 
 
-def test_gpu_bench_dry_run_writes_its_figures(tmp_path):
-    out = tmp_path / "dry.json"
-    done = run([sys.executable, str(BENCH / "gpu_bench.py"), "--dry-run", "--out", str(out), "--tests-rc", "0"])
-    assert done.returncode == 0, done.stderr
-    report = json.loads(out.read_text())
+@pytest.mark.skipif(shutil.which("bash") is None or shutil.which("timeout") is None, reason="needs bash, timeout")
+def test_gpu_check_dry_run_runs_every_step_on_cpu_and_writes_its_figures(tmp_path):
+    # compiled is left out here for time (its compilation takes 10-40 s on CPU); the engine suite
+    # below and bench/gpu_bench.py --dry-run by hand run it
+    env = {**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable, "GPU_CHECK_DRY_RUN": "1",
+           "GPU_CHECK_METHODS": "loop,vmap,vmap+triton,forward_bound,baseline"}
+    done = run(["bash", str(BENCH / "gpu_check.sh")], env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "DRY RUN on CPU" in done.stdout and "x baseline" in done.stdout  # report.py's table
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
     assert report["status"] == "complete" and report["dry_run"] and report["workload"]["evaluations"] == 48
     methods = report["methods"]
     for name in ("loop", "vmap", "baseline", "forward_bound"):
         assert methods[name]["evaluations_per_second"] > 0, name
+        assert 0 < report["mfu"][name]["mfu"] < 1, name
+    assert methods["loop"]["warmup"] == "2 points" and methods["vmap"]["warmup"] == "whole run"
     for name in ("vmap", "baseline"):  # same per-sample losses as the loop (float32; baseline drifts)
         assert methods[name]["max_abs_diff_vs_first"] < 1e-3, name
     assert "skipped" in methods["vmap+triton"] or methods["vmap+triton"]["evaluations_per_second"] > 0
     assert {"loop/baseline", "vmap/baseline", "loop/forward_bound", "vmap/forward_bound", "vmap/loop"} \
         <= set(report["ratios"])
+    assert report["flops"]["per_sample_forward"] > 0 and report["flops"]["matmul_peak"]["flops_per_second"] > 0
     assert report["auto"]["requested"] == "auto" and report["auto"]["chosen"] in ("loop", "vmap")
-    assert report["tests"] == {"exit_status": 0}
+    assert report["tests"]["exit_status"] == 0 and "collected" in report["tests"]["summary"]
+
+
+def test_gpu_bench_skips_compiled_with_its_reason_where_no_such_strategy_is_registered(monkeypatch):
+    spec = importlib.util.spec_from_file_location("gpu_bench", BENCH / "gpu_bench.py")
+    gpu_bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_bench)
+    assert gpu_bench.DEFAULT_METHODS[:3] == ["loop", "vmap", "compiled"]
+    assert gpu_bench.why_skipped("compiled", None) is None
+    monkeypatch.setattr(gpu_bench, "STRATEGIES", {"loop": None, "vmap": None})
+    assert "no 'compiled' strategy is registered" in gpu_bench.why_skipped("compiled", None)
+    assert "has no method 'fast'" in gpu_bench.why_skipped("fast", None)
     refused = run([sys.executable, str(BENCH / "gpu_bench.py"), "--methods", "loop,fast", "--dry-run"])
     assert refused.returncode == 2 and "unknown method(s) ['fast']" in refused.stderr
 
