@@ -51,6 +51,7 @@ from losslines.engine.chebyshev import line_phase, plan_interval, reconstruct
 from losslines.engine.directions import Direction, DirectionSource, SGDDirection, SourceResolver
 from losslines.engine.evaluator import LineEvaluator, LineMeasurement
 from losslines.engine.grid import Grid
+from losslines.engine.modes import norm_layers
 from losslines.engine.reduced import ReducedNodes
 from losslines.engine.schedule import Schedule
 from losslines.engine.strategies import StrategyReport, make_strategy
@@ -92,6 +93,13 @@ class LineSampler:
             step t draws its mask from ``line_dropout_seed(dropout_seed, t)`` (recorded in the
             record); every split and every all-directions line of that step use that seed.
         measure_batch: measure the direction batch (then ``batch=`` is required at measured steps).
+        train_ids: ``[N]`` dataset ids of the ``train`` rows. With them, a direction batch whose
+            samples are all measured training rows — the same inputs and targets, bit for bit
+            (no augmentation) — in a measurement where no sample's loss depends on the others
+            (no BatchNorm/InstanceNorm layer, or eval-mode statistics for both the batch and the
+            training set; dropout not ``"fixed"``; not sharded) gets its losses gathered from
+            the training set's per-sample losses instead of forwards of its own (``batch_gathered``
+            counts such lines). Its accuracy is then not measured (NaN; the store keeps none).
         batch_size: slots of the batch arrays (default: the size of the first measured batch;
             smaller batches are padded with NaN losses and id -1); required with a ``LineSink``.
         slope: compute exact slopes at 0.
@@ -117,7 +125,7 @@ class LineSampler:
                  check_sgd_slope: bool = True, dropout_seed: int = 0, per_step: bool = False,
                  reduce: Callable[[Tensor], Tensor] | None = None,
                  shards: Mapping[str, tuple[int, int]] | None = None, nodes: str | ReducedNodes = "dense",
-                 precision: str = "fp32"):
+                 precision: str = "fp32", train_ids=None):
         if not isinstance(grid, Grid) or not isinstance(schedule, Schedule):
             raise ValueError("grid must be a Grid (make_grid) and schedule a Schedule")
         if not (nodes == "dense" or isinstance(nodes, ReducedNodes)):
@@ -141,6 +149,12 @@ class LineSampler:
             return LineEvaluator(model, *data, bn=bn, bn_group=group, chunk_size=chunk_size, n_total=total,
                                  reduce=reduce if split in self.shards else None, **self._eval_kwargs)
 
+        self.bn = bn
+        self.train_data = train
+        self.train_ids = None if train_ids is None else np.asarray(train_ids, dtype=np.int64).reshape(-1)
+        if self.train_ids is not None and self.train_ids.size != batched.rows(train[0]):
+            raise ValueError(f"train_ids has {self.train_ids.size} ids for {batched.rows(train[0])} training rows")
+        self.batch_gathered = 0  # lines whose direction-batch losses were gathered from the training set's
         self.evaluators: dict[str, LineEvaluator] = {"train": evaluator("train", train)}
         if val is not None:
             self.evaluators["val"] = evaluator("val", val)
@@ -336,24 +350,56 @@ class LineSampler:
     def _measure_line(self, step: int, epoch: int, direction: Direction, theta_t: dict, buffers_t: dict,
                       batch, batch_ids, trained_bn: str) -> LineRecord:
         evaluators = dict(self.evaluators)
-        if self.measure_batch:
+        rows = self._batch_rows(batch, batch_ids, trained_bn) if self.measure_batch else None
+        if self.measure_batch and rows is None:
             evaluators["batch"] = self._batch_evaluator(batch, trained_bn)
-        grid, positions = self.grid, self.grid.positions
+        gather = (lambda out: _with_gathered_batch(out, rows)) if rows is not None else (lambda out: out)
         seed = line_dropout_seed(self.dropout_seed, step) if self.dropout == "fixed" else None
         kwargs = dict(params=theta_t, buffers=buffers_t, dropout_seed=seed)
         if not _finite(direction):
-            return self._record(step, epoch, direction, self._origin_only(evaluators, direction, kwargs), batch_ids,
-                                seed)
+            return self._record(step, epoch, direction, gather(self._origin_only(evaluators, direction, kwargs)),
+                                batch_ids, seed)
         if self.reduced is not None:
             out, errors = self._measure_reduced(evaluators, direction, kwargs, step)
+            if rows is not None:  # the batch's values are training samples' own: their per-sample error bounds them
+                errors["batch"] = (errors["train"][1], errors["train"][1])
             if self.reduced.accepts(errors, self.sample_losses):
-                return self._record(step, epoch, direction, out, batch_ids, seed, errors, interpolated=True)
+                return self._record(step, epoch, direction, gather(out), batch_ids, seed, errors, interpolated=True)
             log.info("step %d: interpolation error %s above the bound; the line is measured densely", step,
                      self.reduced.describe(errors))
-            return self._record(step, epoch, direction, self._measure_dense(evaluators, direction, kwargs),
+            return self._record(step, epoch, direction, gather(self._measure_dense(evaluators, direction, kwargs)),
                                 batch_ids, seed, errors, interpolated=False)
-        return self._record(step, epoch, direction, self._measure_dense(evaluators, direction, kwargs), batch_ids,
-                            seed)
+        return self._record(step, epoch, direction, gather(self._measure_dense(evaluators, direction, kwargs)),
+                            batch_ids, seed)
+
+    def _batch_rows(self, batch, batch_ids, trained_bn: str) -> np.ndarray | None:
+        """The training rows holding the direction batch's samples when its losses can be gathered
+        from theirs (see ``train_ids``), else None (the batch is measured by its own forwards)."""
+        if self.train_ids is None or batch_ids is None or batch is None or self.shards or self.dropout == "fixed":
+            return None
+        if norm_layers(self.model) and not (trained_bn == "running" and self.bn == "running"):
+            return None  # a sample's loss depends on its batch's statistics
+        ids = np.asarray(batch_ids.cpu() if isinstance(batch_ids, Tensor) else batch_ids, dtype=np.int64).reshape(-1)
+        order = np.argsort(self.train_ids, kind="stable")
+        at = np.searchsorted(self.train_ids, ids, sorter=order)
+        at = np.minimum(at, order.size - 1)
+        rows = order[at]
+        xb, yb = batch
+        if ids.size != batched.rows(xb) or not np.array_equal(self.train_ids[rows], ids):
+            return None
+        index = torch.as_tensor(rows, device=batched.leaves(self.train_data[0])[0].device)
+        tx, ty = (batched.take(t, index) for t in self.train_data)
+        if not (_same(tx, xb) and _same(ty, yb)):  # e.g. an augmented batch: not the measured samples
+            return None
+        if self.batch_size is None:
+            self.batch_size = ids.size
+        if ids.size > self.batch_size:
+            raise ValueError(f"batch of {ids.size} samples exceeds batch_size={self.batch_size} slots")
+        if not self.batch_gathered:
+            log.info("the direction batch's samples are measured training samples and no sample's loss depends on "
+                     "the others: its losses are gathered from the training set's, without forwards of their own")
+        self.batch_gathered += 1
+        return rows
 
     def _measure_dense(self, evaluators: dict[str, LineEvaluator], direction: Direction,
                        kwargs: dict) -> dict[str, "_LineArrays"]:
@@ -498,6 +544,22 @@ def _anywhere(direction: Direction) -> dict[str, Tensor]:
     return {name: torch.ones_like(u) for name, u in direction.vector.items()}
 
 
+def _with_gathered_batch(out: dict[str, "_LineArrays"], rows: np.ndarray) -> dict[str, "_LineArrays"]:
+    """``out`` with the direction batch's arrays gathered from the training set's rows ``rows``."""
+    return {**out, "batch": out["train"].gather(rows)}
+
+
+def _same(a, b) -> bool:
+    """Two tensors, or tuple/dict structures of them, equal in shape, dtype and every value."""
+    if isinstance(a, Tensor) and isinstance(b, Tensor):
+        return a.shape == b.shape and a.dtype == b.dtype and bool(torch.equal(a, b.to(a.device)))
+    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return False
+
+
 def _pad(values: np.ndarray, slots: int) -> np.ndarray:
     """``[..., n]`` → ``[..., slots]`` (same dtype) with NaN in the unused slots."""
     out = np.full(values.shape[:-1] + (slots,), np.nan, dtype=values.dtype)
@@ -508,15 +570,28 @@ def _pad(values: np.ndarray, slots: int) -> np.ndarray:
 class _LineArrays:
     """The full-grid arrays of one split of one line, NaN where not measured."""
 
-    def __init__(self, loss, accuracy, sample_loss, loss_at_update, slope0, sample_slope0):
+    def __init__(self, loss, accuracy, sample_loss, loss_at_update, slope0, sample_slope0, sample_at_update):
         self.loss, self.accuracy, self.sample_loss = loss, accuracy, sample_loss
         self.loss_at_update, self.slope0, self.sample_slope0 = loss_at_update, slope0, sample_slope0
+        self.sample_at_update = sample_at_update
 
     @classmethod
     def empty(cls, n_points: int, n_samples: int, first: LineMeasurement) -> "_LineArrays":
         return cls(np.full(n_points, np.nan), np.full(n_points, np.nan),
                    np.full((n_points, n_samples), np.nan, dtype=np.float32),
-                   float(first.loss[-1]), first.slope0, first.sample_slope0)
+                   float(first.loss[-1]), first.slope0, first.sample_slope0,
+                   np.asarray(first.sample_loss[-1], dtype=np.float64))
+
+    def gather(self, rows: np.ndarray) -> "_LineArrays":
+        """The arrays of the samples ``rows`` alone: means in float64 of their per-sample values
+        (accuracy not measured: NaN)."""
+        sample = self.sample_loss[:, rows].copy()
+        with np.errstate(invalid="ignore"):
+            loss = sample.astype(np.float64).mean(axis=1)
+        slopes = np.asarray(self.sample_slope0, dtype=np.float64)[rows]
+        at_update = self.sample_at_update[rows]
+        return _LineArrays(loss, np.full_like(self.accuracy, np.nan), sample, float(at_update.mean()),
+                           float(slopes.mean()), slopes, at_update)
 
     def fill(self, where: np.ndarray, m: LineMeasurement, upto: int | None = None) -> None:
         """Copy the first ``upto`` points of ``m`` (default: all) to grid indices ``where``."""

@@ -147,6 +147,7 @@ def build_sampler(parts: RunParts, sink: LineSink) -> LineSampler:
         sink=sink, strategy=m.strategy, batch_size=parts.cfg.train.batch_size, memory_budget=memory_budget(m),
         check_sgd_slope=not active_dropout(parts.model), dropout=m.dropout, dropout_seed=parts.cfg.seed,
         per_step=m.per_step, precision=m.precision, nodes=reduced_nodes(m),
+        train_ids=None if ranks.sharded else parts.sample_ids["train"],
     )
 
 
