@@ -119,7 +119,7 @@ def test_bad_direction_names_and_shapes_are_refused(tiny):
 @pytest.mark.parametrize("kwargs, error, match", [
     ({"bn": "train"}, ValueError, "valid modes: running, batch"),
     ({"loss": "nll"}, ValueError, "valid losses: cross_entropy, mse"),
-    ({"strategy": "fast"}, ValueError, "valid strategies: loop, vmap, auto"),
+    ({"strategy": "fast"}, ValueError, "valid strategies: loop, vmap, compiled, auto"),
     ({"memory_budget": 0}, ValueError, "memory budget must be a positive number of bytes"),
     ({"point_chunk": 0}, ValueError, "point_chunk must be a positive integer"),
     ({"dropout": "on"}, ValueError, "valid modes: off, error"),
