@@ -131,7 +131,7 @@ class LineEvaluator:
         bn_group: samples per normalisation group; required for ``bn="batch"``.
         loss: a registered loss name (``losslines.losses``: "cross_entropy", "mse", ...) or a
             ``Loss`` record; its target check runs here.
-        strategy: evaluation strategy name (``engine.strategies``: "loop", "vmap", "auto") or a
+        strategy: evaluation strategy name (``engine.strategies``: "loop", "vmap", "compiled", "auto") or a
             ``Strategy`` instance (evaluators sharing one ``AutoStrategy`` share its decision).
         dropout: ``"off"``, ``"error"`` or ``"fixed"`` (see the module docstring).
         chunk_size: rows per forward in ``bn="running"`` (default: from ``memory_budget``).

@@ -25,7 +25,7 @@ BN_CASES = [("running", None), ("batch", 16), ("batch", 20)]  # 20: a last, smal
 
 
 def test_the_registry_is_what_the_suite_runs():
-    assert NAMES and set(NAMES) >= {"loop", "vmap", "auto"}
+    assert NAMES and set(NAMES) >= {"loop", "vmap", "compiled", "auto"}
 
 
 @pytest.mark.parametrize("strategy", NAMES)
