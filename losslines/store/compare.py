@@ -21,7 +21,9 @@ from losslines.store.group import member_names, open_group_checked
 from losslines.store.schema import decode_attrs
 
 # Attributes that record when and with what a store was written, not what it holds.
-VOLATILE_ATTRS = ("created", "finished", "versions", "runtime", "writer_stall")
+# times, versions and this machine's timings: not part of the measurement
+VOLATILE_ATTRS = ("created", "finished", "versions", "runtime", "writer_stall", "strategy_report.seconds_per_point",
+                  "strategy_report.compile_seconds")
 _ROWS_PER_BLOCK = 64
 
 

@@ -29,6 +29,19 @@ def test_identical_runs_compare_equal_and_times_are_ignored(tmp_path, kit):
     assert main([str(a), str(b)]) == 0
 
 
+def test_strategy_timings_are_ignored_but_the_chosen_strategy_is_not(tmp_path, kit):
+    """Regression: a resumed 'auto' or 'compiled' run re-times its strategy (seconds per point,
+    compile seconds), which made two stores of the same measurement compare different."""
+    report = {"requested": "compiled", "chosen": "compiled", "seconds_per_point": {"compiled": 0.3},
+              "compile_seconds": 15.5}
+    a = write(tmp_path / "a.zarr", kit, attrs={"config": {"seed": 1}, "strategy_report": report})
+    b = write(tmp_path / "b.zarr", kit, attrs={"config": {"seed": 1}, "strategy_report": {
+        **report, "seconds_per_point": {"compiled": 0.2}, "compile_seconds": 4.2}})
+    assert diff_stores(a, b) == []
+    c = write(tmp_path / "c.zarr", kit, attrs={"config": {"seed": 1}, "strategy_report": {**report, "chosen": "loop"}})
+    assert diff_stores(a, c) == ["attribute strategy_report.chosen: 'compiled' != 'loop'"]
+
+
 def test_one_flipped_value_one_changed_attribute_and_a_missing_array_are_found(tmp_path, kit, capsys):
     a, b = write(tmp_path / "a.zarr", kit), write(tmp_path / "b.zarr", kit)
     raw = zarr.open_group(str(b), mode="r+")
