@@ -65,7 +65,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         what = f"stopped, {result.reason} (train.on_nonfinite = 'stop')" if result.status == "nonfinite" \
             else result.status
         print(f"{what}: {result.lines} lines over {result.steps} steps in {result.wall_s:.1f} s -> {result.store_path}")
-        if result.writer_stall is not None and result.threads is not None:
+        if result.writer_stall is not None and result.threads is not None and not args.quiet:
             st = result.writer_stall
             print(f"  {result.threads}; the store writer held the run up {st.caller_s:.2f} s, "
                   f"{100 * st.fraction:.1f} % of its {st.open_s:.1f} s "
@@ -234,6 +234,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _StderrHandler(logging.StreamHandler):
+    """A handler writing to whatever ``sys.stderr`` is when a record is emitted (not the stream
+    of the moment it was made, which a caller may have replaced and closed since)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def configure_logging(verbose: int, silent: bool) -> None:
     """Log lines of the ``losslines`` loggers on stderr: INFO by default, WARNING with ``-q``,
     DEBUG with ``-vv`` (``-v``: INFO from every losslines module, including the engine)."""
@@ -242,7 +258,7 @@ def configure_logging(verbose: int, silent: bool) -> None:
     for handler in list(logger.handlers):
         if getattr(handler, "_losslines_cli", False):
             logger.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("losslines: %(message)s"))
     handler._losslines_cli = True  # type: ignore[attr-defined]
     logger.addHandler(handler)

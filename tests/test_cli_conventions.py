@@ -4,6 +4,7 @@ go through the losslines logger."""
 from __future__ import annotations
 
 import logging
+import sys
 
 import pytest
 
@@ -44,3 +45,23 @@ def test_help_shows_defaults():
     assert "random batches per size and line (default: 16)" in text
     assert "seed of the random batches (default: 0)" in text
     assert "(default: None)" not in text and "(default: False)" not in text
+
+
+def test_cli_log_lines_go_to_the_current_stderr_after_it_was_replaced_and_closed(monkeypatch):
+    """Regression: the CLI's log handler kept the sys.stderr of its first call; after a caller
+    (pytest's capsys, a notebook) replaced and closed that stream, every later log line printed a
+    '--- Logging error --- ... I/O operation on closed file' traceback instead."""
+    import io
+    import logging
+
+    from losslines.cli import configure_logging
+
+    first = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", first)
+    configure_logging(0, False)
+    logging.getLogger("losslines.run").info("one")
+    first.close()
+    second = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", second)
+    logging.getLogger("losslines.run").info("two")
+    assert second.getvalue() == "losslines: two\n"

@@ -150,6 +150,7 @@ def test_bad_input_is_one_clear_line(tmp_path, tiny_config, capsys):
         tiny_config(tmp_path, RECORD, "measure.directions_at=[2]", "measure.n_directions=2")
     store = tiny_config(tmp_path, "threads=1", "train.steps=2", name="store")
     run(store, progress=False)
+    capsys.readouterr()  # the library run's own log lines (an earlier CLI call in this process set up logging)
     assert main(["measure", str(store.store_path), "--out", str(tmp_path / "m.zarr"), "-q"]) == 2
     err = capsys.readouterr().err
     assert "is not a losslines recording: it is a line store" in err and len(err.strip().splitlines()) == 1

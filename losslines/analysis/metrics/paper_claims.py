@@ -128,6 +128,8 @@ def _constant_ratio(analysis: AnalysisResult, parts: int) -> dict[str, Any]:
         return _missing("minimum") | {"verdict": "not measured: the store has no direction_norm"}
     lr = analysis.per_line.get("lr", np.full(r.size, np.nan))
     steps = analysis.per_line.get("step", np.arange(r.size))
+    finite = ~np.asarray(analysis.per_line.get("nonfinite", np.zeros(r.size, dtype=bool)), dtype=bool)
+    r, lr, steps = r[finite], lr[finite], steps[finite]  # a diverged run's lines are left out, phases included
     phases = []
     for a, b in phase_bounds(lr, parts):
         v = r[a:b][np.isfinite(r[a:b])]
