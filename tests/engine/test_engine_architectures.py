@@ -76,8 +76,12 @@ def dict_case():
 CASES = {"vit": vit_case, "byte_lm": lm_case, "dict_inputs": dict_case}
 
 
-@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
-@pytest.mark.parametrize("case", sorted(CASES))
+# 'compiled' compiles a graph per model (~10-17 s each from a cold cache): the transformer with
+# dict inputs stands for the three here; the conformance suite runs it on the BatchNorm CNN
+PAIRS = [(c, s) for c in sorted(CASES) for s in sorted(STRATEGIES) if s != "compiled" or c == "dict_inputs"]
+
+
+@pytest.mark.parametrize("case, strategy", PAIRS)
 def test_the_engine_equals_the_float64_oracle(case, strategy):
     model, x, y, loss, by_hand = CASES[case]()
     direction = _direction(model)
