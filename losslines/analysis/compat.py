@@ -123,7 +123,7 @@ def pool_weights(source: LineSource) -> PoolWeights:
     return PoolWeights(n_train, n_batch)
 
 
-def full_batch_curve(setup: Setup, block: Block, weights: PoolWeights | None) -> np.ndarray:
+def full_batch_curve(block: Block, weights: PoolWeights | None) -> np.ndarray:
     """The curve of the Figs. 5/6 quantities: ``loss_train``, or pooled with ``loss_batch``."""
     train = block.f64("loss_train")
     if weights is None:

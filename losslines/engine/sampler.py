@@ -154,6 +154,7 @@ class LineSampler:
         self.train_ids = None if train_ids is None else np.asarray(train_ids, dtype=np.int64).reshape(-1)
         if self.train_ids is not None and self.train_ids.size != batched.rows(train[0]):
             raise ValueError(f"train_ids has {self.train_ids.size} ids for {batched.rows(train[0])} training rows")
+        self._train_order = None if self.train_ids is None else np.argsort(self.train_ids, kind="stable")
         self.batch_gathered = 0  # lines whose direction-batch losses were gathered from the training set's
         self.evaluators: dict[str, LineEvaluator] = {"train": evaluator("train", train)}
         if val is not None:
@@ -380,7 +381,7 @@ class LineSampler:
         if norm_layers(self.model) and not (trained_bn == "running" and self.bn == "running"):
             return None  # a sample's loss depends on its batch's statistics
         ids = np.asarray(batch_ids.cpu() if isinstance(batch_ids, Tensor) else batch_ids, dtype=np.int64).reshape(-1)
-        order = np.argsort(self.train_ids, kind="stable")
+        order = self._train_order
         at = np.searchsorted(self.train_ids, ids, sorter=order)
         at = np.minimum(at, order.size - 1)
         rows = order[at]

@@ -160,14 +160,7 @@ def test_hostile_checkpoint_is_refused_on_resume_and_runs_nothing(tmp_path, stop
     data = hostile_checkpoints(marker)[kind]
     _assert_runs_code_when_unpickled_plainly(data, marker)
     target = checkpoint_dir(cfg.store_location).path / "latest.pt"
-    original = target.read_bytes()
-    target.write_bytes(data)
-    try:
-        capsys.readouterr()
-        assert main(["run", str(config), "-q", "--resume"]) == 2
-        line = _one_line(capsys.readouterr().err)
-    finally:
-        target.write_bytes(original)
+    line = _resume_with_checkpoint(target, data, config, capsys)
     assert not marker.exists()
     assert str(target) in line and "non-tensor objects" in line and "will not be unpickled" in line
     assert open_store(cfg.store_path).committed_lines == 2  # the store is as the stopped run left it
@@ -176,15 +169,21 @@ def test_hostile_checkpoint_is_refused_on_resume_and_runs_nothing(tmp_path, stop
 def test_damaged_checkpoint_is_one_line(tmp_path, stopped_run, capsys):
     cfg, config = stopped_run
     target = checkpoint_dir(cfg.store_location).path / "latest.pt"
+    line = _resume_with_checkpoint(target, target.read_bytes()[:200], config, capsys)
+    assert str(target) in line and "damaged" in line
+
+
+def _resume_with_checkpoint(target, data: bytes, config, capsys) -> str:
+    """``run --resume`` with ``data`` in place of the checkpoint ``target`` (restored after):
+    it must exit 2; returns its one stderr line."""
     original = target.read_bytes()
-    target.write_bytes(original[:200])
+    target.write_bytes(data)
     try:
         capsys.readouterr()
         assert main(["run", str(config), "-q", "--resume"]) == 2
-        line = _one_line(capsys.readouterr().err)
+        return _one_line(capsys.readouterr().err)
     finally:
         target.write_bytes(original)
-    assert str(target) in line and "damaged" in line
 
 
 # -- import-pickles: an allow-listed unpickler -------------------------------------------------------------

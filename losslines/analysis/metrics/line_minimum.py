@@ -38,7 +38,7 @@ class LineMinimumMetric(Metric):
         return Plan(setup, reads=self.reads, skipped=skipped)
 
     def block(self, plan: Plan, block: Block) -> Parts:
-        curve = full_batch_curve(plan.setup, block, plan.params)
+        curve = full_batch_curve(block, plan.params)
         m = find_minimum(plan.setup.position, curve)
         if is_original(plan.setup):  # the original's s_opt: the grid argmin; its error: the refinement's shift
             at = np.argmin(np.where(np.isfinite(curve), curve, np.inf), axis=1)

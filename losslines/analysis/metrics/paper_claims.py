@@ -69,7 +69,7 @@ class PaperClaimsMetric(Metric):
             "step_versus_optimum": _overshoot(analysis) if "minimum" in computed else _missing("minimum"),
             "batch_size_learning_rate": _batch_size(analysis) if "batch_size" in computed else _missing("batch_size"),
         }
-        return {"claims": claims}
+        return {"claims": {**claims, "phases_per_run": self.own_options(analysis.options).phases}}
 
     def report(self, summary: Mapping[str, Any]) -> ReportPart:
         c = summary["claims"]
@@ -83,7 +83,7 @@ class PaperClaimsMetric(Metric):
             v = c[key]
             lines.append(f"| {title} | {v['number']} | {v['spread']} | {v['verdict']} |")
         lines += ["", f"Thresholds: MAE_2 ≤ {MAE2_PARABOLIC:g} nats; within-phase CV of r ≤ {CV_CONSTANT:g} "
-                  f"(phases: runs of one learning rate, each cut into {summary['options'].get('metric_options', {}).get('claims', {}).get('phases', ClaimsOptions().phases)} parts); "
+                  f"(phases: runs of one learning rate, each cut into {c['phases_per_run']} parts); "
                   f"|update_step / s_opt − 1| ≤ {EXACT_BAND:g} is an exact line search; slope ratios within "
                   f"{RATIO_TOLERANCE:.0%} of n_B / b."]
         return ReportPart(section=tuple(lines))

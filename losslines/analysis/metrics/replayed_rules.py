@@ -65,7 +65,7 @@ class ReplayedRulesMetric(Metric):
     def block(self, plan: Plan, block: Block) -> Parts:
         position, pal_mus = plan.setup.position, plan.setup.options.pal_mus
         pool, nearest, have = plan.params.pool, is_original(plan.setup), block.arrays
-        lt = full_batch_curve(plan.setup, block, pool)  # the full-batch line the steps are judged on
+        lt = full_batch_curve(block, pool)  # the full-batch line the steps are judged on
         s_opt = block.upstream["minimum"]["s_opt"]
         slopes = block.upstream["slope_sources"]
         slope_full = slopes["slope0_train"] if pool is None else pool.pool(slopes["slope0_train"], slopes["slope0_batch"])
